@@ -1,0 +1,44 @@
+/* unclip: the engine from the shell. Each subcommand lives in its own cli/cmd-*.c file and is
+ * listed in the table below. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct cli_command commands[] = {
+    {"devices", "list Vulkan devices and the features the engine uses", cli_cmd_devices},
+    {"generate", "text to image: unclip generate --model DIR --seed N -o out.png PROMPT",
+     cli_cmd_generate},
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: unclip COMMAND [OPTIONS...]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'unclip COMMAND --help' describes a command's options.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("unclip %s\n", unclip_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "unclip: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,39 @@
+/* Host memory and fault injection.
+ *
+ * Every host allocation of the engine goes through unclip__malloc / unclip__calloc /
+ * unclip__realloc so that tests can make the k-th one fail (issue: reliability). The same
+ * counter mechanism covers device allocations, queue submits and fence waits, which the
+ * Vulkan layer checks with unclip__fault_hit().
+ *
+ * Sizes are checked for overflow: unclip__calloc(n, size) and unclip__alloc_array() return
+ * NULL when n * size does not fit in size_t. */
+#ifndef UNCLIP_CORE_ALLOC_H
+#define UNCLIP_CORE_ALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *unclip__malloc(size_t size);
+void *unclip__calloc(size_t n, size_t size);
+void *unclip__realloc(void *ptr, size_t size);
+void  unclip__free(void *ptr);
+char *unclip__strdup(const char *s);
+
+enum unclip_fault_site {
+    UNCLIP_FAULT_HOST_ALLOC = 0,
+    UNCLIP_FAULT_DEVICE_ALLOC,
+    UNCLIP_FAULT_SUBMIT,
+    UNCLIP_FAULT_FENCE_WAIT,
+    UNCLIP_FAULT_N_SITES
+};
+
+/* Test hook: make the k-th event (1-based, counted from this call) at `site` fail;
+ * k = 0 disarms. Counting is process-wide and thread-safe. */
+void     unclip__fault_arm(enum unclip_fault_site site, uint64_t k);
+/* Number of events seen at `site` since the last arm (for "every k a run reaches" loops). */
+uint64_t unclip__fault_count(enum unclip_fault_site site);
+/* Called at each event; true when this one must fail. */
+bool     unclip__fault_hit(enum unclip_fault_site site);
+
+#endif

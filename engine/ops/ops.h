@@ -1,0 +1,172 @@
+/* GPU ops: host wrappers that check arguments and record one or more dispatches.
+ *
+ * Conventions for every op:
+ * - Activations (x, y, residuals, masks) are F32 tensors; weights (w) are F32 or F16, and the
+ *   op picks the shader variant from w->dtype. Accumulation is always fp32.
+ * - Shapes are checked against each other; a mismatch returns UNCLIP_E_INTERNAL with both
+ *   shapes in the message (it is a programming error in a model, not a user error).
+ * - Outputs are written, never read (unless the op says "in place" or takes a residual).
+ *   An output must not alias an input unless the op says so.
+ * - Recording may submit earlier work (bounded submissions) and so may return
+ *   UNCLIP_E_CANCELLED or a device error; see vk.h.
+ * - Every op has a plain C reference in engine/ref/ref.h with the same math, used by the op
+ *   tests on random, odd-sized inputs.
+ */
+#ifndef UNCLIP_OPS_OPS_H
+#define UNCLIP_OPS_OPS_H
+
+#include "ops/tensor.h"
+
+#include <stdbool.h>
+
+/* ---- elementwise (engine/ops/elementwise.c) ---- */
+
+enum unclip_act {
+    UNCLIP_ACT_NONE = 0,
+    UNCLIP_ACT_SILU,       /* x * sigmoid(x)                       */
+    UNCLIP_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2))   */
+    UNCLIP_ACT_QUICK_GELU, /* x * sigmoid(1.702 x)                 */
+    UNCLIP_ACT_CLAMP,      /* clamp(x, lo, hi) (unclip__op_unary's lo/hi) */
+};
+
+/* y = act(alpha * x + beta), elementwise over numel(x). y may be x (in place).
+ * lo/hi are used by UNCLIP_ACT_CLAMP only. */
+unclip_status unclip__op_unary(struct unclip_vk *vk, const struct unclip_tensor *x,
+                               enum unclip_act act, float alpha, float beta, float lo, float hi,
+                               struct unclip_tensor *y);
+
+enum unclip_binop { UNCLIP_BIN_ADD = 0, UNCLIP_BIN_SUB, UNCLIP_BIN_MUL };
+
+/* y = a (op) b with numpy broadcasting: shapes are right-aligned; each dimension of b (and
+ * of a) is either equal to y's or 1. y's shape is the broadcast shape and must be allocated
+ * with it. y may alias a (in place) when a has y's shape. */
+unclip_status unclip__op_binary(struct unclip_vk *vk, enum unclip_binop op,
+                                const struct unclip_tensor *a, const struct unclip_tensor *b,
+                                struct unclip_tensor *y);
+
+/* y = a + scale * (b - a): classifier-free guidance (a = unconditional, b = conditional)
+ * and linear interpolation. Same shapes; y may alias a. */
+unclip_status unclip__op_lerp(struct unclip_vk *vk, const struct unclip_tensor *a,
+                              const struct unclip_tensor *b, float scale, struct unclip_tensor *y);
+
+/* Strided 4-D copy: for every index i in `shape`,
+ *   dst[dst_off + sum_k i_k * dst_stride_k] = src[src_off + sum_k i_k * src_stride_k]
+ * (element units). Covers concat, slicing, chunking and transposes. Both F32. */
+struct unclip_copy_desc {
+    int64_t shape[4];
+    int64_t src_off, src_stride[4];
+    int64_t dst_off, dst_stride[4];
+};
+unclip_status unclip__op_copy(struct unclip_vk *vk, const struct unclip_tensor *src,
+                              struct unclip_tensor *dst, const struct unclip_copy_desc *d);
+
+/* Concatenation along `dim` of a and b into y (same ndim, other dims equal). */
+unclip_status unclip__op_concat(struct unclip_vk *vk, const struct unclip_tensor *a,
+                                const struct unclip_tensor *b, int32_t dim,
+                                struct unclip_tensor *y);
+
+/* Row gather: y[i, :] = table[ids[i], :]. table: [V, D] (F32 or F16), ids on the host
+ * (n_ids values in [0, V)), y: [n_ids, D] F32. */
+unclip_status unclip__op_embedding(struct unclip_vk *vk, const struct unclip_tensor *table,
+                                   const int32_t *ids, int32_t n_ids, struct unclip_tensor *y);
+
+/* ---- linear algebra (engine/ops/linear.c) ---- */
+
+/* y[M, N] = x[M, K] . w[N, K]^T (+ bias[N]) (+ residual[M, N]), where w is stored as PyTorch's
+ * nn.Linear.weight ([out, in]); M = numel(x) / K. bias and residual may be NULL; residual may
+ * alias y only if it is exactly y. y: any shape with numel M * N. */
+unclip_status unclip__op_linear(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                const struct unclip_tensor *w, const struct unclip_tensor *bias,
+                                const struct unclip_tensor *residual, struct unclip_tensor *y);
+
+/* 2-D convolution, x: [N, Cin, H, W], w: [Cout, Cin, k, k] with k in {1, 3}, bias [Cout] or
+ * NULL, stride 1 or 2, padding >= 0 (zeros). y: [N, Cout, Ho, Wo] with
+ * Ho = (H + 2p - k) / stride + 1. residual (NULL or y's shape) is added after the bias. */
+unclip_status unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                const struct unclip_tensor *w, const struct unclip_tensor *bias,
+                                int32_t stride, int32_t padding,
+                                const struct unclip_tensor *residual, struct unclip_tensor *y);
+
+/* ---- normalisation (engine/ops/norm.c) ---- */
+
+/* Group norm over x: [N, C, *] (spatial dims flattened), groups of C / n_groups channels,
+ * biased variance, then y = xn * gamma[c] + beta[c]; then, when scale_shift ([N, 2C]) is
+ * given, y = y * (1 + scale[n, c]) + shift[n, c] with scale = scale_shift[:, :C] and
+ * shift = scale_shift[:, C:]; then SiLU when silu. y may alias x. */
+unclip_status unclip__op_group_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                    const struct unclip_tensor *gamma,
+                                    const struct unclip_tensor *beta, int32_t n_groups, float eps,
+                                    const struct unclip_tensor *scale_shift, bool silu,
+                                    struct unclip_tensor *y);
+
+/* Layer norm over the last dimension C of x ([*, C]); gamma/beta [C] (may be NULL: 1 / 0).
+ * y may alias x. */
+unclip_status unclip__op_layer_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                    const struct unclip_tensor *gamma,
+                                    const struct unclip_tensor *beta, float eps,
+                                    struct unclip_tensor *y);
+
+/* Softmax over the last dimension of x ([*, L]); y may alias x. */
+unclip_status unclip__op_softmax(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                 struct unclip_tensor *y);
+
+/* ---- attention (engine/ops/attention.c) ---- */
+
+/* A sequence of rows inside a tensor: row r of batch b, head h starts at element
+ *   off + b * batch_stride + r * row_stride + h * head_dim
+ * (so q/k/v may live packed in one projection output). */
+struct unclip_seq {
+    const struct unclip_tensor *t;
+    int64_t off, row_stride, batch_stride;
+    int32_t len; /* rows */
+};
+
+/* Fused multi-head attention, softmax(q k^T * scale + mask) v, never materialising the
+ * scores in memory.
+ *   q: Lq rows; keys/values: k1/v1 (L1 rows) followed by k2/v2 (L2 rows, optional: len 0 or
+ *   t NULL) concatenated along the sequence;
+ *   key_bias: NULL or an F32 tensor [B, L1] added to the scores of the first L1 keys
+ *   (0 keeps, a large negative value masks);
+ *   causal: query i only sees keys j <= i (counting over the concatenated keys).
+ * out: [B, Lq, n_heads * head_dim] contiguous. */
+struct unclip_attn_desc {
+    int32_t batch, n_heads, head_dim;
+    float scale;
+    bool causal;
+    struct unclip_seq q, k1, v1, k2, v2;
+    const struct unclip_tensor *key_bias;
+};
+unclip_status unclip__op_attention(struct unclip_vk *vk, const struct unclip_attn_desc *d,
+                                   struct unclip_tensor *out);
+
+/* ---- resampling (engine/ops/resample.c) ---- */
+
+/* Nearest 2x upsample [N, C, H, W] -> [N, C, 2H, 2W]. */
+unclip_status unclip__op_upsample2x(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                    struct unclip_tensor *y);
+/* 2x2 average pool, stride 2: [N, C, H, W] -> [N, C, H/2, W/2] (floor). */
+unclip_status unclip__op_avgpool2x(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                   struct unclip_tensor *y);
+/* PIL-style antialiased bicubic (a = -0.5) resize of float data, separable, no clamping:
+ * x [N, C, H, W] -> y [N, C, Ho, Wo] (torch interpolate bicubic, antialias=True). */
+unclip_status unclip__op_resize_bicubic_aa(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                           struct unclip_tensor *y);
+
+/* ---- embeddings and vectors (engine/ops/embed.c) ---- */
+
+/* Sinusoidal timestep embedding, y: [B, dim], for timesteps t[0..B) given on the host:
+ * half = dim / 2, freq_k = exp(-ln(max_period) * k / (half - freq_shift)), args = t * freq,
+ * y = [sin(args), cos(args)], swapped to [cos, sin] when flip_sin_to_cos; a zero column is
+ * appended when dim is odd (diffusers' get_timestep_embedding). */
+unclip_status unclip__op_timestep_embedding(struct unclip_vk *vk, const float *t, int32_t batch,
+                                            int32_t dim, bool flip_sin_to_cos, float freq_shift,
+                                            float max_period, struct unclip_tensor *y);
+
+/* Row-wise spherical interpolation of a and b ([B, D] each) by w in [0, 1]: the angle from the
+ * dot product of the normalised rows (clamped to [-1, 1]), and
+ * y = sin((1-w) om) / sin om * a + sin(w om) / sin om * b; when sin om is ~0 it falls back to
+ * linear interpolation. y: [B, D]. */
+unclip_status unclip__op_slerp(struct unclip_vk *vk, const struct unclip_tensor *a,
+                               const struct unclip_tensor *b, float w, struct unclip_tensor *y);
+
+#endif

@@ -1,0 +1,110 @@
+#include "tensor.h"
+
+#include "core/alloc.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int64_t
+unclip__tensor_numel(const struct unclip_tensor *t)
+{
+    int64_t n = 1;
+    for (int32_t i = 0; i < t->ndim; i++)
+        n *= t->shape[i];
+    return n;
+}
+
+uint64_t
+unclip__tensor_bytes(const struct unclip_tensor *t)
+{
+    uint64_t b = (uint64_t)unclip__tensor_numel(t) * unclip__dtype_size(t->dtype);
+    return (b + 3) & ~(uint64_t)3;
+}
+
+unclip_status
+unclip__tensor_new(struct unclip_vk *vk, enum unclip_dtype dtype, int32_t ndim,
+                   const int64_t *shape, struct unclip_tensor *out)
+{
+    struct unclip_tensor t = {0};
+    if (ndim < 0 || ndim > UNCLIP_MAX_DIMS || (dtype != UNCLIP_DT_F32 && dtype != UNCLIP_DT_F16))
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
+                            "tensor: ndim %d or dtype %d not supported", (int)ndim, (int)dtype);
+    t.dtype = dtype;
+    t.ndim = ndim;
+    int64_t n = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] <= 0 || shape[i] > (1ll << 40) || n > (1ll << 40) / shape[i])
+            return unclip__fail(unclip__vk_err(vk), UNCLIP_E_ARG,
+                                "tensor: dimension %d of size %lld out of range", (int)i,
+                                (long long)shape[i]);
+        t.shape[i] = shape[i];
+        n *= shape[i];
+    }
+    unclip_status st = unclip__vk_buf_new(vk, unclip__tensor_bytes(&t), &t.buf);
+    if (st != UNCLIP_OK)
+        return st;
+    *out = t;
+    return UNCLIP_OK;
+}
+
+void
+unclip__tensor_free(struct unclip_tensor *t)
+{
+    if (!t)
+        return;
+    unclip__vk_buf_free(t->buf);
+    memset(t, 0, sizeof *t);
+}
+
+unclip_status
+unclip__tensor_upload_f32(struct unclip_vk *vk, struct unclip_tensor *t, const float *src)
+{
+    int64_t n = unclip__tensor_numel(t);
+    if (t->dtype == UNCLIP_DT_F32)
+        return unclip__vk_upload(vk, t->buf, 0, src, (uint64_t)n * 4);
+    uint64_t bytes = unclip__tensor_bytes(t);
+    uint16_t *h = unclip__calloc(bytes / 2, 2);
+    if (!h)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_NOMEM, "out of host memory");
+    for (int64_t i = 0; i < n; i++)
+        h[i] = unclip__f32_to_f16(src[i]);
+    unclip_status st = unclip__vk_upload(vk, t->buf, 0, h, bytes);
+    unclip__free(h);
+    return st;
+}
+
+unclip_status
+unclip__tensor_download_f32(struct unclip_vk *vk, const struct unclip_tensor *t, float *dst)
+{
+    int64_t n = unclip__tensor_numel(t);
+    if (t->dtype == UNCLIP_DT_F32)
+        return unclip__vk_download(vk, t->buf, 0, dst, (uint64_t)n * 4);
+    uint64_t bytes = unclip__tensor_bytes(t);
+    uint16_t *h = unclip__malloc(bytes);
+    if (!h)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_NOMEM, "out of host memory");
+    unclip_status st = unclip__vk_download(vk, t->buf, 0, h, bytes);
+    if (st == UNCLIP_OK)
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = unclip__f16_to_f32(h[i]);
+    unclip__free(h);
+    return st;
+}
+
+struct unclip_vk_bind
+unclip__tensor_bind(const struct unclip_tensor *t)
+{
+    struct unclip_vk_bind b = {.buf = t->buf, .offset = 0, .bytes = unclip__tensor_bytes(t)};
+    return b;
+}
+
+const char *
+unclip__shape_str(const struct unclip_tensor *t, char *buf, size_t size)
+{
+    size_t k = (size_t)snprintf(buf, size, "[");
+    for (int32_t i = 0; i < t->ndim && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    if (k < size)
+        snprintf(buf + k, size - k, "]");
+    return buf;
+}

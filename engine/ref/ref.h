@@ -1,0 +1,26 @@
+/* Plain C references of every GPU op: the oracle the op tests compare against.
+ *
+ * Same math as the ops in engine/ops/ops.h, on host float arrays (row-major, contiguous),
+ * accumulating in double. Weights are float (an F16 weight is first widened by the test).
+ * Speed is irrelevant here; clarity is the point. Used by tests only. */
+#ifndef UNCLIP_REF_REF_H
+#define UNCLIP_REF_REF_H
+
+#include "ops/ops.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* elementwise */
+void unclip_ref_unary(const float *x, int64_t n, enum unclip_act act, float alpha, float beta,
+                      float lo, float hi, float *y);
+/* a, b: shapes right-aligned to y's (ndim <= 4), broadcasting dims of size 1. */
+void unclip_ref_binary(enum unclip_binop op, const float *a, int32_t a_ndim, const int64_t *a_shape,
+                       const float *b, int32_t b_ndim, const int64_t *b_shape, float *y,
+                       int32_t y_ndim, const int64_t *y_shape);
+void unclip_ref_lerp(const float *a, const float *b, int64_t n, float scale, float *y);
+void unclip_ref_copy(const float *src, float *dst, const struct unclip_copy_desc *d);
+void unclip_ref_embedding(const float *table, int64_t dim, const int32_t *ids, int32_t n_ids,
+                          float *y);
+
+#endif

@@ -1,0 +1,1156 @@
+/* Vulkan runtime. See vk.h for the execution and memory model. */
+#include "vk.h"
+
+#include "core/alloc.h"
+#include "shaders.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <vulkan/vulkan.h>
+
+#define BUF_ALIGN 256u
+#define MIN_BLOCK (64ull << 20)
+#define BATCH_DISPATCHES 512u
+
+struct block;
+
+struct unclip_vk_buf {
+    struct unclip_vk *vk;
+    struct block *block;
+    uint64_t offset;
+    uint64_t size;
+};
+
+/* A free range inside a block; the list is sorted by offset. */
+struct span {
+    uint64_t offset, size;
+    struct span *next;
+};
+
+struct block {
+    VkDeviceMemory mem;
+    VkBuffer buffer;
+    uint64_t size;
+    void *mapped; /* non-NULL when the memory type is host-visible */
+    uint32_t n_live;
+    struct span *free_list;
+    struct block *next;
+};
+
+struct unclip_vk {
+    struct unclip_err err;
+    struct unclip_vk_params params;
+    struct unclip_device_info info;
+
+    VkInstance instance;
+    VkPhysicalDevice phys;
+    VkDevice device;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkPhysicalDeviceMemoryProperties memprops;
+    uint32_t max_groups[3];
+
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkPipeline pipelines[UNCLIP_SHADER_COUNT];
+
+    VkCommandPool cmd_pool;
+    VkCommandBuffer cmd;
+    VkDescriptorPool desc_pool;
+    VkFence fence;
+    bool recording;
+    uint32_t batch_dispatches;
+    uint64_t batch_work;
+    bool lost;
+
+    struct block *blocks;
+    struct unclip_vk_buf *dummy; /* bound to unused binding slots */
+    uint64_t mem_in_use, mem_peak;
+    struct unclip_vk_stats stats;
+};
+
+static const char *
+vk_result_str(VkResult r)
+{
+    switch (r) {
+    case VK_SUCCESS: return "VK_SUCCESS";
+    case VK_TIMEOUT: return "VK_TIMEOUT";
+    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
+    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    default: return "VkResult error";
+    }
+}
+
+/* Maps a failed VkResult to a status and records `what`. */
+static unclip_status
+vk_fail(struct unclip_vk *vk, VkResult r, const char *what)
+{
+    unclip_status code = UNCLIP_E_VULKAN;
+    if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
+        code = UNCLIP_E_DEVICE_NOMEM;
+    else if (r == VK_ERROR_OUT_OF_HOST_MEMORY)
+        code = UNCLIP_E_NOMEM;
+    else if (r == VK_ERROR_DEVICE_LOST) {
+        code = UNCLIP_E_DEVICE_LOST;
+        vk->lost = true;
+    } else if (r == VK_TIMEOUT)
+        code = UNCLIP_E_TIMEOUT;
+    return unclip__fail(&vk->err, code, "%s failed: %s (%d)", what, vk_result_str(r), (int)r);
+}
+
+struct unclip_vk_params
+unclip__vk_params_default(void)
+{
+    struct unclip_vk_params p = {0};
+    p.device_index = -1;
+    return p;
+}
+
+/* ---- device enumeration ---------------------------------------------------------------- */
+
+static unclip_status
+instance_new(bool validation, VkInstance *out, struct unclip_err *err)
+{
+    VkApplicationInfo app = {
+        .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+        .pApplicationName = "unclip",
+        .applicationVersion = 1,
+        .pEngineName = "libunclip",
+        .engineVersion = 1,
+        .apiVersion = VK_API_VERSION_1_1,
+    };
+    const char *layers[1] = {"VK_LAYER_KHRONOS_validation"};
+    uint32_t n_layers = 0;
+    if (validation) {
+        uint32_t n = 0;
+        vkEnumerateInstanceLayerProperties(&n, NULL);
+        VkLayerProperties *props = unclip__calloc(n, sizeof *props);
+        if (props && vkEnumerateInstanceLayerProperties(&n, props) == VK_SUCCESS) {
+            for (uint32_t i = 0; i < n; i++)
+                if (strcmp(props[i].layerName, layers[0]) == 0)
+                    n_layers = 1;
+        }
+        unclip__free(props);
+    }
+    VkInstanceCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+        .pApplicationInfo = &app,
+        .enabledLayerCount = n_layers,
+        .ppEnabledLayerNames = layers,
+    };
+    VkResult r = vkCreateInstance(&ci, NULL, out);
+    if (r != VK_SUCCESS)
+        return unclip__fail(err, r == VK_ERROR_INCOMPATIBLE_DRIVER ? UNCLIP_E_NO_DEVICE
+                                                                   : UNCLIP_E_VULKAN,
+                            "vkCreateInstance failed: %s (%d); is a Vulkan driver installed "
+                            "(e.g. mesa-vulkan-drivers)?",
+                            vk_result_str(r), (int)r);
+    return UNCLIP_OK;
+}
+
+static void
+describe_device(VkPhysicalDevice pd, int32_t index, struct unclip_device_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->index = index;
+
+    VkPhysicalDeviceSubgroupProperties sub = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 props2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                          .pNext = &sub};
+    vkGetPhysicalDeviceProperties2(pd, &props2);
+    const VkPhysicalDeviceProperties *p = &props2.properties;
+    snprintf(info->name, sizeof info->name, "%s", p->deviceName);
+    info->api_version = p->apiVersion;
+    info->subgroup_size = sub.subgroupSize;
+    info->max_shared_memory = p->limits.maxComputeSharedMemorySize;
+    info->max_storage_buffer_range = p->limits.maxStorageBufferRange;
+    switch (p->deviceType) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: info->type = UNCLIP_DEVICE_DISCRETE_GPU; break;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: info->type = UNCLIP_DEVICE_INTEGRATED_GPU; break;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: info->type = UNCLIP_DEVICE_VIRTUAL_GPU; break;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: info->type = UNCLIP_DEVICE_CPU; break;
+    default: info->type = UNCLIP_DEVICE_OTHER; break;
+    }
+
+    if (p->apiVersion >= VK_API_VERSION_1_2) {
+        VkPhysicalDeviceDriverProperties drv = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+        VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                          .pNext = &drv};
+        vkGetPhysicalDeviceProperties2(pd, &p2);
+        snprintf(info->driver, sizeof info->driver, "%.120s %.120s", drv.driverName, drv.driverInfo);
+    }
+
+    VkPhysicalDeviceShaderFloat16Int8Features f16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
+    VkPhysicalDevice16BitStorageFeatures s16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES, .pNext = &f16};
+    VkPhysicalDeviceFeatures2 feats = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                       .pNext = &s16};
+    vkGetPhysicalDeviceFeatures2(pd, &feats);
+    info->shader_float16 = f16.shaderFloat16;
+    info->storage_16bit = s16.storageBuffer16BitAccess;
+
+    VkPhysicalDeviceMemoryProperties mp;
+    vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+    for (uint32_t h = 0; h < mp.memoryHeapCount; h++) {
+        if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
+            info->device_local_bytes += mp.memoryHeaps[h].size;
+    }
+    for (uint32_t t = 0; t < mp.memoryTypeCount; t++) {
+        if (mp.memoryTypes[t].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) {
+            uint64_t s = mp.memoryHeaps[mp.memoryTypes[t].heapIndex].size;
+            if (s > info->host_visible_bytes)
+                info->host_visible_bytes = s;
+        }
+    }
+
+    uint32_t nq = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, NULL);
+    VkQueueFamilyProperties qf[32];
+    if (nq > 32)
+        nq = 32;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &nq, qf);
+    for (uint32_t i = 0; i < nq; i++)
+        if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT)
+            info->has_compute_queue = true;
+
+    info->usable = true;
+    if (p->apiVersion < VK_API_VERSION_1_1) {
+        info->usable = false;
+        snprintf(info->why_unusable, sizeof info->why_unusable, "needs Vulkan 1.1");
+    } else if (!info->has_compute_queue) {
+        info->usable = false;
+        snprintf(info->why_unusable, sizeof info->why_unusable, "no compute queue");
+    } else if (info->max_storage_buffer_range < (16u << 20)) {
+        info->usable = false;
+        snprintf(info->why_unusable, sizeof info->why_unusable,
+                 "storage buffer range below 16 MiB");
+    }
+}
+
+static unclip_status
+enumerate(VkInstance inst, VkPhysicalDevice **pds, struct unclip_device_info **infos,
+          int32_t *n_out, struct unclip_err *err)
+{
+    uint32_t n = 0;
+    VkResult r = vkEnumeratePhysicalDevices(inst, &n, NULL);
+    if (r != VK_SUCCESS)
+        return unclip__fail(err, UNCLIP_E_VULKAN, "vkEnumeratePhysicalDevices failed: %s",
+                            vk_result_str(r));
+    VkPhysicalDevice *list = unclip__calloc(n ? n : 1, sizeof *list);
+    struct unclip_device_info *inf = unclip__calloc(n ? n : 1, sizeof *inf);
+    if (!list || !inf) {
+        unclip__free(list);
+        unclip__free(inf);
+        return unclip__fail(err, UNCLIP_E_NOMEM, "out of memory listing %u devices", n);
+    }
+    r = vkEnumeratePhysicalDevices(inst, &n, list);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
+        unclip__free(list);
+        unclip__free(inf);
+        return unclip__fail(err, UNCLIP_E_VULKAN, "vkEnumeratePhysicalDevices failed: %s",
+                            vk_result_str(r));
+    }
+    for (uint32_t i = 0; i < n; i++)
+        describe_device(list[i], (int32_t)i, &inf[i]);
+    *n_out = (int32_t)n;
+    *infos = inf;
+    if (pds)
+        *pds = list;
+    else
+        unclip__free(list);
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip_devices_list(struct unclip_device_info **out, int32_t *n_out, char *errbuf,
+                    size_t err_size)
+{
+    struct unclip_err err = {0};
+    VkInstance inst;
+    unclip_status st = instance_new(false, &inst, &err);
+    if (st == UNCLIP_OK) {
+        st = enumerate(inst, NULL, out, n_out, &err);
+        vkDestroyInstance(inst, NULL);
+    }
+    if (st != UNCLIP_OK)
+        unclip__err_copy(&err, errbuf, err_size);
+    return st;
+}
+
+static int
+type_rank(enum unclip_device_type t)
+{
+    switch (t) {
+    case UNCLIP_DEVICE_DISCRETE_GPU: return 4;
+    case UNCLIP_DEVICE_INTEGRATED_GPU: return 3;
+    case UNCLIP_DEVICE_VIRTUAL_GPU: return 2;
+    case UNCLIP_DEVICE_CPU: return 1;
+    default: return 0;
+    }
+}
+
+int32_t
+unclip_device_pick(const struct unclip_device_info *list, int32_t n)
+{
+    int32_t best = -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (!list[i].usable)
+            continue;
+        if (best < 0 || type_rank(list[i].type) > type_rank(list[best].type) ||
+            (type_rank(list[i].type) == type_rank(list[best].type) &&
+             list[i].device_local_bytes > list[best].device_local_bytes))
+            best = i;
+    }
+    return best;
+}
+
+static bool
+name_matches(const char *name, const char *want)
+{
+    size_t nw = strlen(want);
+    for (const char *p = name; *p; p++) {
+        size_t k = 0;
+        while (k < nw && p[k] && tolower((unsigned char)p[k]) == tolower((unsigned char)want[k]))
+            k++;
+        if (k == nw)
+            return true;
+    }
+    return nw == 0;
+}
+
+/* ---- context ------------------------------------------------------------------------------ */
+
+static unclip_status
+create_device(struct unclip_vk *vk)
+{
+    VkPhysicalDevice *pds = NULL;
+    struct unclip_device_info *infos = NULL;
+    int32_t n = 0;
+    unclip_status st = enumerate(vk->instance, &pds, &infos, &n, &vk->err);
+    if (st != UNCLIP_OK)
+        return st;
+
+    int32_t pick = -1;
+    if (vk->params.device_name) {
+        for (int32_t i = 0; i < n && pick < 0; i++)
+            if (infos[i].usable && name_matches(infos[i].name, vk->params.device_name))
+                pick = i;
+        if (pick < 0)
+            st = unclip__fail(&vk->err, UNCLIP_E_NO_DEVICE,
+                              "no usable Vulkan device whose name contains '%s' (%d devices; "
+                              "run 'unclip devices')",
+                              vk->params.device_name, (int)n);
+    } else if (vk->params.device_index >= 0) {
+        pick = vk->params.device_index;
+        if (pick >= n)
+            st = unclip__fail(&vk->err, UNCLIP_E_NO_DEVICE,
+                              "device index %d out of range: %d Vulkan devices", (int)pick,
+                              (int)n);
+        else if (!infos[pick].usable)
+            st = unclip__fail(&vk->err, UNCLIP_E_UNSUPPORTED, "device %d (%s) is unusable: %s",
+                              (int)pick, infos[pick].name, infos[pick].why_unusable);
+    } else {
+        pick = unclip_device_pick(infos, n);
+        if (pick < 0)
+            st = unclip__fail(&vk->err, UNCLIP_E_NO_DEVICE,
+                              n ? "none of the %d Vulkan devices is usable"
+                                : "no Vulkan device found (%d); install a driver such as "
+                                  "mesa-vulkan-drivers",
+                              (int)n);
+    }
+    if (st != UNCLIP_OK) {
+        unclip__free(pds);
+        unclip__free(infos);
+        return st;
+    }
+    vk->phys = pds[pick];
+    vk->info = infos[pick];
+    unclip__free(pds);
+    unclip__free(infos);
+
+    VkPhysicalDeviceProperties props;
+    vkGetPhysicalDeviceProperties(vk->phys, &props);
+    for (int i = 0; i < 3; i++)
+        vk->max_groups[i] = props.limits.maxComputeWorkGroupCount[i];
+    vkGetPhysicalDeviceMemoryProperties(vk->phys, &vk->memprops);
+
+    uint32_t nq = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, NULL);
+    VkQueueFamilyProperties qf[32];
+    if (nq > 32)
+        nq = 32;
+    vkGetPhysicalDeviceQueueFamilyProperties(vk->phys, &nq, qf);
+    /* Prefer a compute-only family (async compute on GPUs), else any with compute. */
+    int32_t fam = -1;
+    for (uint32_t i = 0; i < nq; i++)
+        if ((qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) && !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT))
+            fam = (int32_t)i;
+    for (uint32_t i = 0; i < nq && fam < 0; i++)
+        if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT)
+            fam = (int32_t)i;
+    vk->queue_family = (uint32_t)fam;
+
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+        .queueFamilyIndex = vk->queue_family,
+        .queueCount = 1,
+        .pQueuePriorities = &prio,
+    };
+    /* fp16 weights are read as packed uint32 and unpacked in shaders, so no 16-bit feature
+     * is required; enable the ones present for kernels that can use them. */
+    VkPhysicalDeviceShaderFloat16Int8Features f16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES,
+        .shaderFloat16 = vk->info.shader_float16};
+    VkPhysicalDevice16BitStorageFeatures s16 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
+        .pNext = vk->info.api_version >= VK_API_VERSION_1_2 ? &f16 : NULL,
+        .storageBuffer16BitAccess = vk->info.storage_16bit};
+    VkDeviceCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+        .pNext = &s16,
+        .queueCreateInfoCount = 1,
+        .pQueueCreateInfos = &qci,
+    };
+    VkResult r = vkCreateDevice(vk->phys, &dci, NULL, &vk->device);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkCreateDevice");
+    vkGetDeviceQueue(vk->device, vk->queue_family, 0, &vk->queue);
+    return UNCLIP_OK;
+}
+
+static unclip_status
+create_layouts(struct unclip_vk *vk)
+{
+    VkDescriptorSetLayoutBinding b[UNCLIP_VK_MAX_BINDS];
+    for (uint32_t i = 0; i < UNCLIP_VK_MAX_BINDS; i++) {
+        b[i] = (VkDescriptorSetLayoutBinding){
+            .binding = i,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorCount = 1,
+            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
+    }
+    VkDescriptorSetLayoutCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .bindingCount = UNCLIP_VK_MAX_BINDS,
+        .pBindings = b,
+    };
+    VkResult r = vkCreateDescriptorSetLayout(vk->device, &dci, NULL, &vk->dsl);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkCreateDescriptorSetLayout");
+    VkPushConstantRange pcr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+                               .offset = 0,
+                               .size = UNCLIP_VK_MAX_PUSH};
+    VkPipelineLayoutCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &vk->dsl,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &pcr,
+    };
+    r = vkCreatePipelineLayout(vk->device, &pci, NULL, &vk->layout);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkCreatePipelineLayout");
+
+    VkCommandPoolCreateInfo cpci = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = vk->queue_family,
+    };
+    r = vkCreateCommandPool(vk->device, &cpci, NULL, &vk->cmd_pool);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkCreateCommandPool");
+    VkCommandBufferAllocateInfo cai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = vk->cmd_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    r = vkAllocateCommandBuffers(vk->device, &cai, &vk->cmd);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkAllocateCommandBuffers");
+    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                               .descriptorCount = BATCH_DISPATCHES * UNCLIP_VK_MAX_BINDS};
+    VkDescriptorPoolCreateInfo dpci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = BATCH_DISPATCHES,
+        .poolSizeCount = 1,
+        .pPoolSizes = &ps,
+    };
+    r = vkCreateDescriptorPool(vk->device, &dpci, NULL, &vk->desc_pool);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkCreateDescriptorPool");
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    r = vkCreateFence(vk->device, &fci, NULL, &vk->fence);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkCreateFence");
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
+               struct unclip_err *err)
+{
+    struct unclip_vk *vk = unclip__calloc(1, sizeof *vk);
+    if (!vk)
+        return unclip__fail(err, UNCLIP_E_NOMEM, "out of memory creating the Vulkan context");
+    vk->params = params ? *params : unclip__vk_params_default();
+    if (!vk->params.work_bound)
+        vk->params.work_bound = UNCLIP_VK_WORK_BOUND;
+    if (!vk->params.fence_timeout_ms)
+        vk->params.fence_timeout_ms = 60000;
+
+    unclip_status st = instance_new(vk->params.validation, &vk->instance, &vk->err);
+    if (st == UNCLIP_OK)
+        st = create_device(vk);
+    if (st == UNCLIP_OK)
+        st = create_layouts(vk);
+    if (st == UNCLIP_OK)
+        st = unclip__vk_buf_new(vk, BUF_ALIGN, &vk->dummy);
+    if (st != UNCLIP_OK) {
+        if (err) {
+            err->code = st;
+            memcpy(err->msg, vk->err.msg, sizeof err->msg);
+        }
+        unclip__vk_free(vk);
+        return st;
+    }
+    *out = vk;
+    return UNCLIP_OK;
+}
+
+static void block_destroy(struct unclip_vk *vk, struct block *b);
+
+void
+unclip__vk_free(struct unclip_vk *vk)
+{
+    if (!vk)
+        return;
+    if (vk->device) {
+        vkDeviceWaitIdle(vk->device);
+        for (int i = 0; i < UNCLIP_SHADER_COUNT; i++)
+            if (vk->pipelines[i])
+                vkDestroyPipeline(vk->device, vk->pipelines[i], NULL);
+        unclip__free(vk->dummy);
+        while (vk->blocks) {
+            struct block *b = vk->blocks;
+            vk->blocks = b->next;
+            block_destroy(vk, b);
+        }
+        if (vk->fence)
+            vkDestroyFence(vk->device, vk->fence, NULL);
+        if (vk->desc_pool)
+            vkDestroyDescriptorPool(vk->device, vk->desc_pool, NULL);
+        if (vk->cmd_pool)
+            vkDestroyCommandPool(vk->device, vk->cmd_pool, NULL);
+        if (vk->layout)
+            vkDestroyPipelineLayout(vk->device, vk->layout, NULL);
+        if (vk->dsl)
+            vkDestroyDescriptorSetLayout(vk->device, vk->dsl, NULL);
+        vkDestroyDevice(vk->device, NULL);
+    }
+    if (vk->instance)
+        vkDestroyInstance(vk->instance, NULL);
+    unclip__free(vk);
+}
+
+struct unclip_err *
+unclip__vk_err(struct unclip_vk *vk)
+{
+    return &vk->err;
+}
+
+const struct unclip_device_info *
+unclip__vk_info(const struct unclip_vk *vk)
+{
+    return &vk->info;
+}
+
+void
+unclip__vk_set_cancel(struct unclip_vk *vk, bool (*cb)(void *), void *user_data)
+{
+    vk->params.cancel_cb = cb;
+    vk->params.user_data = user_data;
+}
+
+uint64_t
+unclip__vk_mem_in_use(const struct unclip_vk *vk)
+{
+    return vk->mem_in_use;
+}
+
+uint64_t
+unclip__vk_mem_peak(const struct unclip_vk *vk)
+{
+    return vk->mem_peak;
+}
+
+void
+unclip__vk_mem_reset_peak(struct unclip_vk *vk)
+{
+    vk->mem_peak = vk->mem_in_use;
+}
+
+void
+unclip__vk_stats(const struct unclip_vk *vk, struct unclip_vk_stats *out)
+{
+    *out = vk->stats;
+}
+
+uint32_t
+unclip__vk_max_groups(const struct unclip_vk *vk, int dim)
+{
+    return vk->max_groups[dim];
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+static int32_t
+find_memory_type(const struct unclip_vk *vk, uint32_t type_bits, VkMemoryPropertyFlags want)
+{
+    for (uint32_t i = 0; i < vk->memprops.memoryTypeCount; i++)
+        if ((type_bits & (1u << i)) && (vk->memprops.memoryTypes[i].propertyFlags & want) == want)
+            return (int32_t)i;
+    return -1;
+}
+
+static void
+block_destroy(struct unclip_vk *vk, struct block *b)
+{
+    while (b->free_list) {
+        struct span *s = b->free_list;
+        b->free_list = s->next;
+        unclip__free(s);
+    }
+    if (b->mapped)
+        vkUnmapMemory(vk->device, b->mem);
+    if (b->buffer)
+        vkDestroyBuffer(vk->device, b->buffer, NULL);
+    if (b->mem) {
+        vkFreeMemory(vk->device, b->mem, NULL);
+        vk->mem_in_use -= b->size;
+    }
+    unclip__free(b);
+}
+
+static unclip_status
+block_new(struct unclip_vk *vk, uint64_t size, struct block **out)
+{
+    if (unclip__fault_hit(UNCLIP_FAULT_DEVICE_ALLOC))
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_NOMEM,
+                            "out of device memory allocating %llu bytes (injected fault)",
+                            (unsigned long long)size);
+    struct block *b = unclip__calloc(1, sizeof *b);
+    struct span *s = unclip__calloc(1, sizeof *s);
+    if (!b || !s) {
+        unclip__free(b);
+        unclip__free(s);
+        return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory");
+    }
+    b->size = size;
+    VkBufferCreateInfo bci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+    };
+    VkResult r = vkCreateBuffer(vk->device, &bci, NULL, &b->buffer);
+    if (r != VK_SUCCESS) {
+        unclip__free(s);
+        unclip__free(b);
+        return vk_fail(vk, r, "vkCreateBuffer");
+    }
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(vk->device, b->buffer, &req);
+    /* Device-local first (host-visible too when the device has such a type, as CPUs and
+     * integrated GPUs do), then any host-visible type. */
+    const VkMemoryPropertyFlags prefs[3] = {
+        VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
+            VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+        VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT,
+        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+    };
+    r = VK_ERROR_OUT_OF_DEVICE_MEMORY;
+    for (int i = 0; i < 3 && r != VK_SUCCESS; i++) {
+        int32_t t = find_memory_type(vk, req.memoryTypeBits, prefs[i]);
+        if (t < 0)
+            continue;
+        VkMemoryAllocateInfo mai = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+            .allocationSize = req.size,
+            .memoryTypeIndex = (uint32_t)t,
+        };
+        r = vkAllocateMemory(vk->device, &mai, NULL, &b->mem);
+        if (r == VK_SUCCESS &&
+            (vk->memprops.memoryTypes[t].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)) {
+            VkResult rm = vkMapMemory(vk->device, b->mem, 0, VK_WHOLE_SIZE, 0, &b->mapped);
+            if (rm != VK_SUCCESS)
+                b->mapped = NULL;
+        }
+    }
+    if (r != VK_SUCCESS) {
+        b->mem = VK_NULL_HANDLE;
+        unclip__free(s);
+        block_destroy(vk, b);
+        vk_fail(vk, r, "vkAllocateMemory");
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_NOMEM,
+                            "out of device memory: could not allocate %.1f MiB (%.1f MiB in use "
+                            "on %s)",
+                            (double)size / 1048576.0, (double)vk->mem_in_use / 1048576.0,
+                            vk->info.name);
+    }
+    vk->mem_in_use += size;
+    if (vk->mem_in_use > vk->mem_peak)
+        vk->mem_peak = vk->mem_in_use;
+    r = vkBindBufferMemory(vk->device, b->buffer, b->mem, 0);
+    if (r != VK_SUCCESS) {
+        unclip__free(s);
+        block_destroy(vk, b);
+        return vk_fail(vk, r, "vkBindBufferMemory");
+    }
+    s->offset = 0;
+    s->size = size;
+    b->free_list = s;
+    *out = b;
+    return UNCLIP_OK;
+}
+
+/* First fit inside one block; returns false when it has no room. */
+static bool
+block_take(struct block *b, uint64_t size, uint64_t *offset)
+{
+    for (struct span **pp = &b->free_list; *pp; pp = &(*pp)->next) {
+        struct span *s = *pp;
+        if (s->size < size)
+            continue;
+        *offset = s->offset;
+        s->offset += size;
+        s->size -= size;
+        if (s->size == 0) {
+            *pp = s->next;
+            unclip__free(s);
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Returns a range to the block's free list, merging neighbours. false: out of host memory
+ * (the range is then leaked inside the block until the block is destroyed). */
+static bool
+block_give(struct block *b, uint64_t offset, uint64_t size)
+{
+    struct span **pp = &b->free_list;
+    while (*pp && (*pp)->offset < offset)
+        pp = &(*pp)->next;
+    struct span *next = *pp;
+    /* predecessor: the span whose next pointer is pp */
+    struct span *prev = NULL;
+    for (struct span *s = b->free_list; s && s != next; s = s->next)
+        prev = s;
+    if (prev && prev->offset + prev->size == offset) {
+        prev->size += size;
+        if (next && prev->offset + prev->size == next->offset) {
+            prev->size += next->size;
+            prev->next = next->next;
+            unclip__free(next);
+        }
+        return true;
+    }
+    if (next && offset + size == next->offset) {
+        next->offset = offset;
+        next->size += size;
+        return true;
+    }
+    struct span *s = unclip__calloc(1, sizeof *s);
+    if (!s)
+        return false;
+    s->offset = offset;
+    s->size = size;
+    s->next = next;
+    *pp = s;
+    return true;
+}
+
+unclip_status
+unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **out)
+{
+    if (vk->lost)
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
+                            "the Vulkan device was lost; recreate the context");
+    if (bytes == 0 || bytes > (1ull << 48))
+        return unclip__fail(&vk->err, UNCLIP_E_ARG, "buffer size %llu out of range",
+                            (unsigned long long)bytes);
+    uint64_t size = (bytes + BUF_ALIGN - 1) / BUF_ALIGN * BUF_ALIGN;
+    struct unclip_vk_buf *buf = unclip__calloc(1, sizeof *buf);
+    if (!buf)
+        return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory");
+    for (struct block *b = vk->blocks; b; b = b->next) {
+        if (block_take(b, size, &buf->offset)) {
+            buf->block = b;
+            break;
+        }
+    }
+    if (!buf->block) {
+        struct block *b;
+        uint64_t bsize = size > MIN_BLOCK ? size : MIN_BLOCK;
+        unclip_status st = block_new(vk, bsize, &b);
+        if (st != UNCLIP_OK) {
+            unclip__free(buf);
+            return st;
+        }
+        b->next = vk->blocks;
+        vk->blocks = b;
+        block_take(b, size, &buf->offset);
+        buf->block = b;
+    }
+    buf->vk = vk;
+    buf->size = size;
+    buf->block->n_live++;
+    *out = buf;
+    return UNCLIP_OK;
+}
+
+uint64_t
+unclip__vk_buf_size(const struct unclip_vk_buf *buf)
+{
+    return buf->size;
+}
+
+void
+unclip__vk_buf_free(struct unclip_vk_buf *buf)
+{
+    if (!buf)
+        return;
+    struct unclip_vk *vk = buf->vk;
+    /* A pending dispatch may still use this range; finish before reuse. */
+    if (vk->recording)
+        unclip__vk_finish(vk);
+    struct block *b = buf->block;
+    block_give(b, buf->offset, buf->size);
+    b->n_live--;
+    if (b->n_live == 0) {
+        struct block **pp = &vk->blocks;
+        while (*pp != b)
+            pp = &(*pp)->next;
+        *pp = b->next;
+        block_destroy(vk, b);
+    }
+    unclip__free(buf);
+}
+
+/* Runs a one-off transfer between a host-visible staging block and buf (GPU without
+ * host-visible device memory). to_device selects the direction. */
+static unclip_status
+staged_copy(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint64_t offset, void *host,
+            uint64_t bytes, bool to_device)
+{
+    struct block *stage;
+    unclip_status st = block_new(vk, bytes, &stage);
+    if (st != UNCLIP_OK)
+        return st;
+    if (!stage->mapped) {
+        block_destroy(vk, stage);
+        return unclip__fail(&vk->err, UNCLIP_E_UNSUPPORTED,
+                            "device %s has no host-visible memory for staging", vk->info.name);
+    }
+    if (to_device)
+        memcpy(stage->mapped, host, bytes);
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    VkResult r = vkBeginCommandBuffer(vk->cmd, &bi);
+    if (r == VK_SUCCESS) {
+        VkBufferCopy region = {
+            .srcOffset = to_device ? 0 : buf->offset + offset,
+            .dstOffset = to_device ? buf->offset + offset : 0,
+            .size = bytes,
+        };
+        vkCmdCopyBuffer(vk->cmd, to_device ? stage->buffer : buf->block->buffer,
+                        to_device ? buf->block->buffer : stage->buffer, 1, &region);
+        r = vkEndCommandBuffer(vk->cmd);
+    }
+    if (r == VK_SUCCESS) {
+        VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                           .commandBufferCount = 1,
+                           .pCommandBuffers = &vk->cmd};
+        r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+        if (r == VK_SUCCESS) {
+            r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE,
+                                (uint64_t)vk->params.fence_timeout_ms * 1000000ull);
+            vkResetFences(vk->device, 1, &vk->fence);
+        }
+    }
+    vkResetCommandBuffer(vk->cmd, 0);
+    if (r == VK_SUCCESS && !to_device)
+        memcpy(host, stage->mapped, bytes);
+    block_destroy(vk, stage);
+    return r == VK_SUCCESS ? UNCLIP_OK : vk_fail(vk, r, "staging copy");
+}
+
+static unclip_status
+check_range(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint64_t offset,
+            uint64_t bytes, const char *what)
+{
+    if (vk->lost)
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
+                            "the Vulkan device was lost; recreate the context");
+    if (!buf || offset > buf->size || bytes > buf->size - offset)
+        return unclip__fail(&vk->err, UNCLIP_E_ARG,
+                            "%s: range [%llu, +%llu) outside a buffer of %llu bytes", what,
+                            (unsigned long long)offset, (unsigned long long)bytes,
+                            (unsigned long long)(buf ? buf->size : 0));
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__vk_upload(struct unclip_vk *vk, struct unclip_vk_buf *buf, uint64_t offset,
+                  const void *src, uint64_t bytes)
+{
+    unclip_status st = check_range(vk, buf, offset, bytes, "upload");
+    if (st != UNCLIP_OK || bytes == 0)
+        return st;
+    if (vk->recording && (st = unclip__vk_finish(vk)) != UNCLIP_OK)
+        return st;
+    if (buf->block->mapped) {
+        memcpy((char *)buf->block->mapped + buf->offset + offset, src, bytes);
+        return UNCLIP_OK;
+    }
+    return staged_copy(vk, buf, offset, (void *)src, bytes, true);
+}
+
+unclip_status
+unclip__vk_download(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint64_t offset,
+                    void *dst, uint64_t bytes)
+{
+    unclip_status st = check_range(vk, buf, offset, bytes, "download");
+    if (st != UNCLIP_OK || bytes == 0)
+        return st;
+    if (vk->recording && (st = unclip__vk_finish(vk)) != UNCLIP_OK)
+        return st;
+    if (buf->block->mapped) {
+        memcpy(dst, (const char *)buf->block->mapped + buf->offset + offset, bytes);
+        return UNCLIP_OK;
+    }
+    return staged_copy(vk, buf, offset, dst, bytes, false);
+}
+
+/* ---- pipelines and dispatch ----------------------------------------------------------------- */
+
+static unclip_status
+get_pipeline(struct unclip_vk *vk, int id, VkPipeline *out)
+{
+    if (id < 0 || id >= UNCLIP_SHADER_COUNT)
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "shader id %d out of range", id);
+    if (vk->pipelines[id]) {
+        *out = vk->pipelines[id];
+        return UNCLIP_OK;
+    }
+    const struct unclip_shader_blob *blob = &unclip__shaders[id];
+    VkShaderModuleCreateInfo smci = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = blob->size,
+        .pCode = blob->code,
+    };
+    VkShaderModule mod;
+    VkResult r = vkCreateShaderModule(vk->device, &smci, NULL, &mod);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkCreateShaderModule");
+    VkComputePipelineCreateInfo cpci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+            .module = mod,
+            .pName = "main",
+        },
+        .layout = vk->layout,
+    };
+    r = vkCreateComputePipelines(vk->device, VK_NULL_HANDLE, 1, &cpci, NULL, &vk->pipelines[id]);
+    vkDestroyShaderModule(vk->device, mod, NULL);
+    if (r != VK_SUCCESS) {
+        vk->pipelines[id] = VK_NULL_HANDLE;
+        vk_fail(vk, r, "vkCreateComputePipelines");
+        unclip__err_prefix(&vk->err, "shader %s", blob->name);
+        return vk->err.code;
+    }
+    *out = vk->pipelines[id];
+    return UNCLIP_OK;
+}
+
+static unclip_status
+begin_batch(struct unclip_vk *vk)
+{
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    VkResult r = vkBeginCommandBuffer(vk->cmd, &bi);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkBeginCommandBuffer");
+    vk->recording = true;
+    vk->batch_dispatches = 0;
+    vk->batch_work = 0;
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_bind *binds,
+                    uint32_t n_binds, const void *push, uint32_t push_bytes, uint32_t gx,
+                    uint32_t gy, uint32_t gz, uint64_t work)
+{
+    if (vk->lost)
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
+                            "the Vulkan device was lost; recreate the context");
+    if (n_binds > UNCLIP_VK_MAX_BINDS || push_bytes > UNCLIP_VK_MAX_PUSH || push_bytes % 4)
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "dispatch: %u bindings, %u push bytes",
+                            n_binds, push_bytes);
+    if (gx == 0 || gy == 0 || gz == 0)
+        return UNCLIP_OK; /* empty grid: nothing to do */
+    if (gx > vk->max_groups[0] || gy > vk->max_groups[1] || gz > vk->max_groups[2])
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL,
+                            "dispatch of %s: grid %ux%ux%u exceeds the device limit %ux%ux%u",
+                            unclip__shaders[shader_id].name, gx, gy, gz, vk->max_groups[0],
+                            vk->max_groups[1], vk->max_groups[2]);
+    for (uint32_t i = 0; i < n_binds; i++) {
+        const struct unclip_vk_bind *b = &binds[i];
+        if (!b->buf || b->offset > b->buf->size || b->bytes > b->buf->size - b->offset ||
+            b->bytes == 0 || b->bytes > vk->info.max_storage_buffer_range ||
+            (b->offset % BUF_ALIGN) != 0)
+            return unclip__fail(&vk->err, UNCLIP_E_INTERNAL,
+                                "dispatch of %s: binding %u [%llu, +%llu) is invalid (buffer %llu "
+                                "bytes, range limit %llu)",
+                                unclip__shaders[shader_id].name, i,
+                                (unsigned long long)b->offset, (unsigned long long)b->bytes,
+                                (unsigned long long)(b->buf ? b->buf->size : 0),
+                                (unsigned long long)vk->info.max_storage_buffer_range);
+    }
+    VkPipeline pipe = VK_NULL_HANDLE;
+    unclip_status st = get_pipeline(vk, shader_id, &pipe);
+    if (st != UNCLIP_OK)
+        return st;
+    if (vk->recording && (vk->batch_dispatches >= BATCH_DISPATCHES ||
+                          (vk->batch_work > 0 && vk->batch_work + work > vk->params.work_bound))) {
+        if ((st = unclip__vk_finish(vk)) != UNCLIP_OK)
+            return st;
+    }
+    if (!vk->recording && (st = begin_batch(vk)) != UNCLIP_OK)
+        return st;
+
+    VkDescriptorSetAllocateInfo dai = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+        .descriptorPool = vk->desc_pool,
+        .descriptorSetCount = 1,
+        .pSetLayouts = &vk->dsl,
+    };
+    VkDescriptorSet set;
+    VkResult r = vkAllocateDescriptorSets(vk->device, &dai, &set);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkAllocateDescriptorSets");
+    VkDescriptorBufferInfo bi[UNCLIP_VK_MAX_BINDS];
+    VkWriteDescriptorSet w[UNCLIP_VK_MAX_BINDS];
+    for (uint32_t i = 0; i < UNCLIP_VK_MAX_BINDS; i++) {
+        const struct unclip_vk_buf *buf = i < n_binds ? binds[i].buf : vk->dummy;
+        bi[i] = (VkDescriptorBufferInfo){
+            .buffer = buf->block->buffer,
+            .offset = buf->offset + (i < n_binds ? binds[i].offset : 0),
+            .range = i < n_binds ? binds[i].bytes : buf->size,
+        };
+        w[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = i,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = &bi[i],
+        };
+    }
+    vkUpdateDescriptorSets(vk->device, UNCLIP_VK_MAX_BINDS, w, 0, NULL);
+
+    vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    vkCmdBindDescriptorSets(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->layout, 0, 1, &set, 0,
+                            NULL);
+    if (push_bytes)
+        vkCmdPushConstants(vk->cmd, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+    vkCmdDispatch(vk->cmd, gx, gy, gz);
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+    };
+    vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    vk->batch_dispatches++;
+    vk->batch_work += work ? work : 1;
+    vk->stats.dispatches++;
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__vk_finish(struct unclip_vk *vk)
+{
+    unclip_status st = UNCLIP_OK;
+    if (vk->lost)
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
+                            "the Vulkan device was lost; recreate the context");
+    if (vk->recording) {
+        vk->recording = false;
+        VkResult r = vkEndCommandBuffer(vk->cmd);
+        if (r != VK_SUCCESS) {
+            st = vk_fail(vk, r, "vkEndCommandBuffer");
+        } else if (unclip__fault_hit(UNCLIP_FAULT_SUBMIT)) {
+            st = unclip__fail(&vk->err, UNCLIP_E_VULKAN,
+                              "vkQueueSubmit failed: injected fault");
+        } else {
+            VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                               .commandBufferCount = 1,
+                               .pCommandBuffers = &vk->cmd};
+            r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
+            if (r != VK_SUCCESS) {
+                st = vk_fail(vk, r, "vkQueueSubmit");
+            } else {
+                vk->stats.submissions++;
+                if (vk->batch_work > vk->stats.max_work_per_submission)
+                    vk->stats.max_work_per_submission = vk->batch_work;
+                r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE,
+                                    (uint64_t)vk->params.fence_timeout_ms * 1000000ull);
+                if (r == VK_SUCCESS && unclip__fault_hit(UNCLIP_FAULT_FENCE_WAIT))
+                    r = VK_TIMEOUT;
+                if (r == VK_TIMEOUT) {
+                    /* The work may still be running: wait for it before the command buffer
+                     * and descriptors are reused, so a late finish cannot corrupt memory. */
+                    VkResult r2 = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+                    st = r2 == VK_SUCCESS
+                             ? unclip__fail(&vk->err, UNCLIP_E_TIMEOUT,
+                                            "the GPU did not finish a submission within %u ms",
+                                            vk->params.fence_timeout_ms)
+                             : vk_fail(vk, r2, "vkWaitForFences");
+                } else if (r != VK_SUCCESS) {
+                    st = vk_fail(vk, r, "vkWaitForFences");
+                }
+                if (!vk->lost)
+                    vkResetFences(vk->device, 1, &vk->fence);
+            }
+        }
+        if (!vk->lost) {
+            vkResetCommandBuffer(vk->cmd, 0);
+            vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
+        }
+        vk->batch_dispatches = 0;
+        vk->batch_work = 0;
+    }
+    if (st == UNCLIP_OK && vk->params.cancel_cb && vk->params.cancel_cb(vk->params.user_data))
+        st = unclip__fail(&vk->err, UNCLIP_E_CANCELLED, "cancelled");
+    return st;
+}

@@ -1,0 +1,118 @@
+/* Vulkan runtime: device choice, memory, pipelines, recording and bounded submissions.
+ *
+ * This header deliberately exposes no Vulkan types: ops and models see opaque handles, and
+ * engine/vk/ is the only place that includes vulkan.h.
+ *
+ * Execution model. unclip__vk_dispatch() records a compute dispatch into the current command
+ * buffer, followed by a full compute->compute memory barrier, so dispatches observe each
+ * other's writes in recording order. Work is submitted when the recorded work passes a bound
+ * (UNCLIP_VK_WORK_BOUND by default) or the dispatch count fills the batch; the submission is
+ * waited on with a fence timeout, then the cancel callback is asked whether to go on. So no
+ * submission runs longer than the bound, and a cancel takes effect within one submission.
+ * Uploads and downloads finish pending work first, so host and device never race.
+ *
+ * Memory. Buffers are sub-allocated from large blocks of device memory (device-local first,
+ * then any host-visible type). A block is released when its last buffer is freed. Every
+ * buffer offset is aligned to 256 bytes. One binding may see at most max_storage_buffer_range
+ * bytes (128 MiB on lavapipe); ops that need more must split their work.
+ *
+ * Threading: one unclip_vk is used from one thread at a time.
+ */
+#ifndef UNCLIP_VK_VK_H
+#define UNCLIP_VK_VK_H
+
+#include "core/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct unclip_vk;
+struct unclip_vk_buf;
+
+#define UNCLIP_VK_MAX_BINDS 8
+#define UNCLIP_VK_MAX_PUSH 128
+/* Default work per submission, in "work units" (about one multiply-add each). */
+#define UNCLIP_VK_WORK_BOUND (1ull << 31)
+
+struct unclip_vk_params {
+    int32_t device_index;      /* -1: pick the best usable device                         */
+    const char *device_name;   /* when non-NULL: the first usable device whose name
+                                  contains this text (case-insensitive); borrowed        */
+    bool validation;           /* enable VK_LAYER_KHRONOS_validation when installed       */
+    uint64_t work_bound;       /* work units per submission; 0: UNCLIP_VK_WORK_BOUND      */
+    uint32_t fence_timeout_ms; /* per submission; 0: 60000                                */
+    bool (*cancel_cb)(void *user_data); /* optional; true: stop at the next boundary      */
+    void *user_data;
+};
+
+struct unclip_vk_params unclip__vk_params_default(void);
+
+/* Creates instance, device and queue. Messages go to err. */
+unclip_status unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
+                             struct unclip_err *err);
+/* Waits for pending work and destroys everything; buffers still alive are released too.
+ * NULL is a no-op. */
+void unclip__vk_free(struct unclip_vk *vk);
+
+/* The context's error record: functions below that take only `vk` write into it. */
+struct unclip_err *unclip__vk_err(struct unclip_vk *vk);
+const struct unclip_device_info *unclip__vk_info(const struct unclip_vk *vk);
+
+/* Replaces the cancel callback (e.g. per pipeline run). */
+void unclip__vk_set_cancel(struct unclip_vk *vk, bool (*cb)(void *), void *user_data);
+
+/* Device memory in use now and the peak since the last reset, in bytes of device memory
+ * blocks (what the driver was asked for). */
+uint64_t unclip__vk_mem_in_use(const struct unclip_vk *vk);
+uint64_t unclip__vk_mem_peak(const struct unclip_vk *vk);
+void     unclip__vk_mem_reset_peak(struct unclip_vk *vk);
+
+/* Statistics for tests and benchmarks. */
+struct unclip_vk_stats {
+    uint64_t submissions;
+    uint64_t dispatches;
+    uint64_t max_work_per_submission;
+};
+void unclip__vk_stats(const struct unclip_vk *vk, struct unclip_vk_stats *out);
+
+/* ---- buffers ---- */
+
+/* A buffer of `bytes` (> 0) bytes; contents undefined. */
+unclip_status unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **out);
+/* Frees the buffer; pending work that uses it is finished first. NULL is a no-op. */
+void unclip__vk_buf_free(struct unclip_vk_buf *buf);
+uint64_t unclip__vk_buf_size(const struct unclip_vk_buf *buf);
+
+/* Copies host bytes into buf at byte offset `offset`. Range-checked. */
+unclip_status unclip__vk_upload(struct unclip_vk *vk, struct unclip_vk_buf *buf, uint64_t offset,
+                                const void *src, uint64_t bytes);
+/* Finishes pending work, then copies bytes out. Range-checked. */
+unclip_status unclip__vk_download(struct unclip_vk *vk, const struct unclip_vk_buf *buf,
+                                  uint64_t offset, void *dst, uint64_t bytes);
+
+/* ---- dispatch ---- */
+
+/* One storage-buffer binding: `bytes` bytes of `buf` starting at byte `offset` (offset must
+ * be a multiple of 256 unless it is 0; bytes <= max_storage_buffer_range). */
+struct unclip_vk_bind {
+    const struct unclip_vk_buf *buf;
+    uint64_t offset;
+    uint64_t bytes;
+};
+
+/* Records shader `shader_id` (an UNCLIP_SHADER_* value from the generated shaders.h) with
+ * bindings 0..n_binds-1, push constants (<= UNCLIP_VK_MAX_PUSH bytes) and a grid of workgroups.
+ * `work` estimates the cost (multiply-adds) for bounding submissions. May submit. */
+unclip_status unclip__vk_dispatch(struct unclip_vk *vk, int shader_id,
+                                  const struct unclip_vk_bind *binds, uint32_t n_binds,
+                                  const void *push, uint32_t push_bytes, uint32_t gx,
+                                  uint32_t gy, uint32_t gz, uint64_t work);
+
+/* Submits what is recorded and waits for it. Returns UNCLIP_E_CANCELLED when the cancel
+ * callback asked to stop (the work already submitted has completed). */
+unclip_status unclip__vk_finish(struct unclip_vk *vk);
+
+/* Maximum workgroup count per dimension (for ops that tile big grids). */
+uint32_t unclip__vk_max_groups(const struct unclip_vk *vk, int dim);
+
+#endif

@@ -1,0 +1,100 @@
+/* libunclip: the unCLIP (Karlo) engine on Vulkan compute.
+ *
+ * This is the one public header of the engine. It uses only C11 and <stdint.h>/<stdbool.h>
+ * types: no GLib, GTK or Vulkan types cross it, so the CLI, the GIMP plug-in and tests all
+ * link the same engine without knowing how it computes.
+ *
+ * Error model: every fallible function returns an unclip_status (0 = success, negative =
+ * error). Out-parameters are written only on success. The object the call was made on keeps
+ * the last error's text, with the detail (which file, which tensor, which offset).
+ */
+#ifndef UNCLIP_UNCLIP_H
+#define UNCLIP_UNCLIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X(name, value, message). Errors are grouped by kind in ranges of ten:
+ * -1..-9 caller's arguments, -10..-19 files and models, -20..-29 unsupported device,
+ * -30..-39 Vulkan, -40..-49 memory, -50..-59 cancelled, -60.. internal. */
+#define UNCLIP_STATUS_LIST(X)                                                         \
+    X(UNCLIP_OK,              0,   "success")                                         \
+    X(UNCLIP_E_ARG,          -1,   "invalid argument")                                \
+    X(UNCLIP_E_PROMPT,       -2,   "prompt cannot be used")                           \
+    X(UNCLIP_E_IO,          -10,   "file could not be read or written")               \
+    X(UNCLIP_E_FORMAT,      -11,   "malformed file")                                  \
+    X(UNCLIP_E_MODEL,       -12,   "model folder is incomplete or inconsistent")      \
+    X(UNCLIP_E_UNSUPPORTED, -20,   "the device lacks a feature the engine needs")     \
+    X(UNCLIP_E_NO_DEVICE,   -21,   "no usable Vulkan device")                         \
+    X(UNCLIP_E_VULKAN,      -30,   "Vulkan call failed")                              \
+    X(UNCLIP_E_DEVICE_LOST, -31,   "the GPU device was lost; recreate the context")   \
+    X(UNCLIP_E_TIMEOUT,     -32,   "the GPU did not finish in time")                  \
+    X(UNCLIP_E_NOMEM,       -40,   "out of host memory")                              \
+    X(UNCLIP_E_DEVICE_NOMEM,-41,   "out of device memory")                            \
+    X(UNCLIP_E_CANCELLED,   -50,   "cancelled")                                       \
+    X(UNCLIP_E_INTERNAL,    -60,   "internal error")
+
+typedef enum unclip_status {
+#define UNCLIP_X_ENUM(name, value, msg) name = value,
+    UNCLIP_STATUS_LIST(UNCLIP_X_ENUM)
+#undef UNCLIP_X_ENUM
+} unclip_status;
+
+/* Static text for a status code ("unknown status" for values outside the list). */
+const char *unclip_status_str(unclip_status status);
+
+/* Version of the engine, "MAJOR.MINOR.PATCH". Static string. */
+const char *unclip_version(void);
+
+/* ---- Devices ---------------------------------------------------------------------------- */
+
+enum unclip_device_type {
+    UNCLIP_DEVICE_OTHER = 0,
+    UNCLIP_DEVICE_DISCRETE_GPU,
+    UNCLIP_DEVICE_INTEGRATED_GPU,
+    UNCLIP_DEVICE_VIRTUAL_GPU,
+    UNCLIP_DEVICE_CPU,
+};
+
+/* What the engine knows about one Vulkan device. Plain data; copy freely. */
+struct unclip_device_info {
+    int32_t  index;                  /* position in the Vulkan enumeration order            */
+    char     name[256];
+    char     driver[256];            /* driver name and info, when the driver reports them  */
+    enum unclip_device_type type;
+    uint32_t api_version;            /* VK_MAKE_API_VERSION encoding                         */
+    uint64_t device_local_bytes;     /* sum of device-local heaps                           */
+    uint64_t host_visible_bytes;     /* largest host-visible heap                           */
+    uint64_t max_storage_buffer_range; /* bytes one binding can see                          */
+    uint32_t max_shared_memory;      /* bytes of workgroup shared memory                     */
+    uint32_t subgroup_size;
+    bool     has_compute_queue;
+    bool     shader_float16;         /* fp16 arithmetic in shaders                          */
+    bool     storage_16bit;          /* 16-bit storage buffer access                        */
+    bool     usable;                 /* has everything the engine needs                     */
+    char     why_unusable[128];      /* empty when usable                                   */
+};
+
+/* Lists the Vulkan devices. On success *out is an array of *n_out entries that the caller
+ * frees with unclip_free(); *n_out may be 0. err (optional, may be NULL) receives a message
+ * of at most err_size bytes on failure. */
+unclip_status unclip_devices_list(struct unclip_device_info **out, int32_t *n_out,
+                                  char *err, size_t err_size);
+
+/* Index of the device the engine picks by default among list[0..n): discrete > integrated >
+ * virtual > CPU > other, then the larger device-local memory; -1 when none is usable. */
+int32_t unclip_device_pick(const struct unclip_device_info *list, int32_t n);
+
+/* Frees memory the engine returned to the caller. NULL is a no-op. */
+void unclip_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UNCLIP_UNCLIP_H */
