@@ -40,4 +40,22 @@ void ot_compare(struct ot_ctx *c, const char *label, const struct unclip_tensor 
 /* Records a failed op call as a test failure (with the engine's message). true when ok. */
 bool ot_ok(struct ot_ctx *c, unclip_status st);
 
+/* NMSE bounds: fp32 ops agree with the double reference to ~1e-12; transcendental and
+ * reduction ops to ~1e-10; with fp16 weights the reference gets the same rounded weights, so
+ * only accumulation order differs. */
+#define TOL_EXACT 1e-12
+#define TOL_F32 1e-10
+#define TOL_ACC 1e-9
+
+/* One row of the op table: a name (filterable), the case function and its sizes. */
+struct op_case {
+    const char *name;
+    void (*run)(struct ot_ctx *c, const int64_t *d);
+    int64_t d[6];
+};
+
+/* One table per op family, each ending with a {NULL} row (tests/ops/cases-<family>.c). */
+extern const struct op_case ot_cases_elementwise[], ot_cases_linear[], ot_cases_conv[],
+    ot_cases_norm[], ot_cases_attention[], ot_cases_resample[], ot_cases_embed[];
+
 #endif
