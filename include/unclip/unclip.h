@@ -90,6 +90,84 @@ unclip_status unclip_devices_list(struct unclip_device_info **out, int32_t *n_ou
  * virtual > CPU > other, then the larger device-local memory; -1 when none is usable. */
 int32_t unclip_device_pick(const struct unclip_device_info *list, int32_t n);
 
+/* ---- Context ------------------------------------------------------------------------------ */
+
+struct unclip_ctx; /* opaque: one Vulkan device and everything created on it */
+
+struct unclip_ctx_params {
+    int32_t     device_index;  /* -1: the best usable device (see unclip_device_pick)    */
+    const char *device_name;   /* non-NULL: first usable device whose name contains it
+                                  (case-insensitive); borrowed, read during _new only    */
+    bool        fp32_weights;  /* false (default): weights are fp16 on the device        */
+    bool        validation;    /* enable the Khronos validation layer when installed     */
+};
+
+struct unclip_ctx_params unclip_ctx_params_default(void);
+
+/* Creates a context. On failure *out is untouched and err (optional) gets the message. */
+unclip_status unclip_ctx_new(const struct unclip_ctx_params *params, struct unclip_ctx **out,
+                             char *err, size_t err_size);
+void          unclip_ctx_free(struct unclip_ctx *ctx); /* NULL is a no-op */
+/* Text of the last error on this context ("" when none). Valid until the next call. */
+const char   *unclip_ctx_last_error(const struct unclip_ctx *ctx);
+/* The device the context runs on. */
+const struct unclip_device_info *unclip_ctx_device(const struct unclip_ctx *ctx);
+
+/* ---- Models ------------------------------------------------------------------------------- */
+
+struct unclip_model; /* opaque: a diffusers-layout model folder, configs validated; weights are
+                        loaded stage by stage during a run and released after it */
+
+enum unclip_model_feature {
+    UNCLIP_FEATURE_TEXT_TO_IMAGE = 1u << 0, /* tokenizer, text_encoder, prior, text_proj, ... */
+    UNCLIP_FEATURE_IMAGE_EMBED   = 1u << 1, /* image_encoder + feature_extractor              */
+    UNCLIP_FEATURE_DECODE        = 1u << 2, /* text_proj, decoder, super-resolution           */
+};
+
+/* Opens `dir` (borrowed). Fails with a message naming what is missing or malformed. */
+unclip_status unclip_model_open(struct unclip_ctx *ctx, const char *dir, struct unclip_model **out);
+void          unclip_model_free(struct unclip_model *model); /* NULL is a no-op */
+uint32_t      unclip_model_features(const struct unclip_model *model); /* UNCLIP_FEATURE_* bits */
+int32_t       unclip_model_embed_dim(const struct unclip_model *model);  /* CLIP width, e.g. 768 */
+int32_t       unclip_model_image_size(const struct unclip_model *model); /* output side, e.g. 256 */
+
+/* ---- Images ------------------------------------------------------------------------------- */
+
+/* 8-bit pixels, rows top to bottom, channels 1 (grey), 3 (RGB) or 4 (RGBA), `stride` bytes per
+ * row. Images the engine returns own `pixels` (free with unclip_image_clear); images the
+ * caller passes in are borrowed. */
+struct unclip_image {
+    int32_t  width, height, channels, stride;
+    uint8_t *pixels;
+};
+void unclip_image_clear(struct unclip_image *image); /* frees pixels, zeroes the struct */
+
+/* ---- Runs --------------------------------------------------------------------------------- */
+
+struct unclip_progress {
+    const char *stage;        /* "text_encoder", "prior", "decoder", "super_res", ...        */
+    int32_t     step, n_steps;            /* step within the stage, 1-based; 0 while loading */
+    int32_t     stage_index, n_stages;    /* 0-based index of the stage in this run          */
+    double      fraction;                 /* 0..1 of the whole run's estimated work          */
+};
+
+struct unclip_run_params {
+    uint64_t seed;               /* torch.Generator().manual_seed(seed) equivalent           */
+    int32_t  num_images;         /* >= 1                                                      */
+    int32_t  prior_steps;        /* 25 */
+    int32_t  decoder_steps;      /* 25 */
+    int32_t  sr_steps;           /* 7  */
+    float    prior_guidance;     /* 4.0 */
+    float    decoder_guidance;   /* 8.0 */
+    bool   (*cancel_cb)(void *user_data);   /* optional; polled between GPU submissions      */
+    void   (*progress_cb)(const struct unclip_progress *p, void *user_data); /* optional     */
+    void    *user_data;
+    const char *dump_dir;        /* non-NULL: each stage's tensors written there (float32
+                                    safetensors, names as in the goldens' whole-run files)   */
+};
+
+struct unclip_run_params unclip_run_params_default(void);
+
 /* Frees memory the engine returned to the caller. NULL is a no-op. */
 void unclip_free(void *ptr);
 
