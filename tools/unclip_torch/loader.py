@@ -6,8 +6,11 @@
         Weights must match the module's state dict exactly (the optional transformers
         `position_ids` buffers are ignored); a mismatch raises ValueError naming the keys.
     save_component(module, config, out_dir) -> writes config.json (+ model.safetensors for
-        transformers classes, diffusion_pytorch_model.safetensors for diffusers classes), or
-        scheduler_config.json for a scheduler, in the layout from_pretrained expects.
+        transformers classes, diffusion_pytorch_model.safetensors for diffusers classes),
+        scheduler_config.json for a scheduler, preprocessor_config.json for the image
+        processor, vocab.json/merges.txt/tokenizer_config.json/special_tokens_map.json for
+        the tokenizer, in the layout from_pretrained expects. `config` (may be None) is
+        merged over module.config.
     save_model_index(out_dir, components, pipeline="UnCLIPPipeline") -> model_index.json
 """
 
@@ -67,6 +70,8 @@ def _class_of(model_dir, name, cfg):
             return cfg["architectures"][0]
         if "image_processor_type" in cfg:
             return cfg["image_processor_type"]
+        if "tokenizer_class" in cfg:
+            return cfg["tokenizer_class"]
     raise ValueError("%s/%s: cannot tell the component class" % (model_dir, name))
 
 
@@ -90,7 +95,8 @@ def load_state_dict(module, tensors, where=""):
 def load_component(model_dir, name):
     comp = os.path.join(model_dir, name)
     cfg = None
-    for fn in ("config.json", "scheduler_config.json", "preprocessor_config.json"):
+    for fn in ("config.json", "scheduler_config.json", "preprocessor_config.json",
+               "tokenizer_config.json"):
         p = os.path.join(comp, fn)
         if os.path.exists(p):
             cfg = read_json(p)
@@ -131,10 +137,22 @@ def save_component(module, config, out_dir):
     """Writes one component folder. `config` is the dict the module was built from (or None
     to use module.config). Weights are stored as F32 unless the module holds other dtypes."""
     os.makedirs(out_dir, exist_ok=True)
-    if config is None:
-        config = getattr(module, "config", {})
     cls_name = type(module).__name__
-    cfg = _json_config(cls_name, dict(getattr(module, "config", {}), **config))
+    cfg = _json_config(cls_name, dict(getattr(module, "config", {}) or {}, **(config or {})))
+    if isinstance(module, CLIPTokenizer):
+        module.save(out_dir)
+        return
+    if isinstance(module, CLIPImageProcessor):
+        cfg.pop("_class_name", None)
+        cfg.pop("_diffusers_version", None)
+        cfg.pop("transformers_version", None)
+        cfg.pop("architectures", None)
+        cfg.pop("torch_dtype", None)
+        cfg["image_processor_type"] = "CLIPImageProcessor"
+        with open(os.path.join(out_dir, "preprocessor_config.json"), "w", encoding="utf-8") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+            f.write("\n")
+        return
     if isinstance(module, UnCLIPScheduler):
         path = os.path.join(out_dir, "scheduler_config.json")
         with open(path, "w", encoding="utf-8") as f:

@@ -4,6 +4,8 @@
     forward(hidden_states (B,E), timestep, proj_embedding (B,E), encoder_hidden_states (B,T,E),
             attention_mask (B,T) bool/0-1 or None) -> predicted_image_embedding (B,E)
     post_process_latents(x) -> x * clip_std + clip_mean
+    init_training_params(std=0.02, clip_mean=None, clip_std=None)  call before training from
+        scratch (the diffusers zero init of the embeddings and clip_std does not train)
 """
 
 import torch
@@ -171,6 +173,22 @@ class PriorTransformer(nn.Module):
         else:
             x = x[:, -(h.shape[1]):]  # diffusers slices after the additional embeddings
         return self.proj_to_clip_embeddings(x)
+
+    @torch.no_grad()
+    def init_training_params(self, std=0.02, clip_mean=None, clip_std=None):
+        """diffusers initialises positional_embedding, prd_embedding, clip_mean and clip_std
+        to zeros (checkpoints overwrite them). From scratch that leaves the prd query at zero
+        (no gradient reaches attn1.to_q of a one-layer prior) and clip_std = 0 hides the
+        output: draw the two embeddings from N(0, std^2) and set the statistics (defaults
+        mean 0, std 1; pass the image-embedding statistics of the training data)."""
+        self.positional_embedding.normal_(0.0, std)
+        if self.prd_embedding is not None:
+            self.prd_embedding.normal_(0.0, std)
+        self.clip_mean.copy_(torch.zeros_like(self.clip_mean) if clip_mean is None
+                             else torch.as_tensor(clip_mean).reshape(self.clip_mean.shape))
+        self.clip_std.copy_(torch.ones_like(self.clip_std) if clip_std is None
+                            else torch.as_tensor(clip_std).reshape(self.clip_std.shape))
+        return self
 
     def post_process_latents(self, latents):
         return latents * self.clip_std + self.clip_mean

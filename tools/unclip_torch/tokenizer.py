@@ -154,6 +154,43 @@ class CLIPTokenizer:
                 max_length = cfg.get("model_max_length", 77)
         return cls(vocab, merges, max_length or 77, pad)
 
+    def save(self, out_dir):
+        """Writes vocab.json, merges.txt and the two config files (transformers layout)."""
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(self.encoder, f, ensure_ascii=False, indent=2, sort_keys=True)
+            f.write("\n")
+        merges = sorted(self.bpe_ranks.items(), key=lambda kv: kv[1])
+        with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n")
+            for (a, b), _ in merges:
+                f.write("%s %s\n" % (a, b))
+
+        def special(content, normalized=True):
+            return {"content": content, "lstrip": False, "normalized": normalized,
+                    "rstrip": False, "single_word": False, "special": True}
+        cfg = {
+            "added_tokens_decoder": {
+                str(self.pad_id): special(self.pad_token, False),
+                str(self.bos_id): special("<|startoftext|>"),
+                str(self.eos_id): special("<|endoftext|>"),
+            },
+            "bos_token": "<|startoftext|>", "clean_up_tokenization_spaces": True,
+            "eos_token": "<|endoftext|>", "errors": "replace",
+            "model_max_length": self.max_length, "pad_token": self.pad_token,
+            "tokenizer_class": "CLIPTokenizer", "unk_token": "<|endoftext|>",
+        }
+        with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+            f.write("\n")
+        tok = {k: v for k, v in special("<|startoftext|>").items() if k != "special"}
+        eos = dict(tok, content="<|endoftext|>")
+        smap = {"bos_token": tok, "eos_token": eos, "pad_token": self.pad_token,
+                "unk_token": eos}
+        with open(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+            json.dump(smap, f, indent=2, sort_keys=True)
+            f.write("\n")
+
     def bpe(self, token):
         if token in self.cache:
             return self.cache[token]
