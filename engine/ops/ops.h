@@ -141,14 +141,20 @@ unclip_status unclip__op_attention(struct unclip_vk *vk, const struct unclip_att
 
 /* ---- resampling (engine/ops/resample.c) ---- */
 
-/* Nearest 2x upsample [N, C, H, W] -> [N, C, 2H, 2W]. */
+/* Nearest 2x upsample [N, C, H, W] -> [N, C, 2H, 2W] (x, y 4-D F32). */
 unclip_status unclip__op_upsample2x(struct unclip_vk *vk, const struct unclip_tensor *x,
                                     struct unclip_tensor *y);
-/* 2x2 average pool, stride 2: [N, C, H, W] -> [N, C, H/2, W/2] (floor). */
+/* 2x2 average pool, stride 2: [N, C, H, W] -> [N, C, H/2, W/2] (floor: an odd last row or
+ * column is dropped, like torch's AvgPool2d(2)); H, W >= 2. Sums row by row, then / 4. */
 unclip_status unclip__op_avgpool2x(struct unclip_vk *vk, const struct unclip_tensor *x,
                                    struct unclip_tensor *y);
 /* PIL-style antialiased bicubic (a = -0.5) resize of float data, separable, no clamping:
- * x [N, C, H, W] -> y [N, C, Ho, Wo] (torch interpolate bicubic, antialias=True). */
+ * x [N, C, H, W] -> y [N, C, Ho, Wo] (torch interpolate bicubic, align_corners=False,
+ * antialias=True), any sizes up or down. Taps and weights come from engine/core/bicubic.h
+ * (computed in double on the host, uploaded as fp32); accumulation is fp32. Like torch, the
+ * horizontal pass runs first (into a temporary [N, C, H, Wo]), then the vertical one; a pass
+ * whose axis keeps its size is skipped. Waits for the device before returning (it frees its
+ * temporaries). */
 unclip_status unclip__op_resize_bicubic_aa(struct unclip_vk *vk, const struct unclip_tensor *x,
                                            struct unclip_tensor *y);
 
@@ -157,16 +163,41 @@ unclip_status unclip__op_resize_bicubic_aa(struct unclip_vk *vk, const struct un
 /* Sinusoidal timestep embedding, y: [B, dim], for timesteps t[0..B) given on the host:
  * half = dim / 2, freq_k = exp(-ln(max_period) * k / (half - freq_shift)), args = t * freq,
  * y = [sin(args), cos(args)], swapped to [cos, sin] when flip_sin_to_cos; a zero column is
- * appended when dim is odd (diffusers' get_timestep_embedding). */
+ * appended when dim is odd (diffusers' get_timestep_embedding; diffusers' models use
+ * max_period 10000).
+ * Precision: freq_k and args are rounded exactly as torch's fp32 code rounds them (in this
+ * order, every step in float: e = (float)(-ln max_period) * (float)k; e = e / (float)(half -
+ * freq_shift); freq_k = expf(e) on the host; args = t * freq_k on the device), so only sin/cos
+ * differ from torch, by about 1 ulp (the shader reduces the ~1000 rad arguments itself).
+ * dim >= 2 and half > freq_shift (UNCLIP_E_INTERNAL otherwise); |t * freq_0| < 8192.
+ * Waits for the device before returning (it frees its upload buffer). */
 unclip_status unclip__op_timestep_embedding(struct unclip_vk *vk, const float *t, int32_t batch,
                                             int32_t dim, bool flip_sin_to_cos, float freq_shift,
                                             float max_period, struct unclip_tensor *y);
 
-/* Row-wise spherical interpolation of a and b ([B, D] each) by w in [0, 1]: the angle from the
- * dot product of the normalised rows (clamped to [-1, 1]), and
- * y = sin((1-w) om) / sin om * a + sin(w om) / sin om * b; when sin om is ~0 it falls back to
- * linear interpolation. y: [B, D]. */
+/* Row-wise spherical interpolation of a and b ([B, D] each, 2-D F32) by w (usually in
+ * [0, 1]; other values extrapolate along the arc): om = acos(clamp(a.b / (|a| |b|), -1, 1))
+ * (the angle between the normalised rows) and
+ *   y = sin((1-w) om) / sin om * a + sin(w om) / sin om * b,
+ * the DALL-E 2 paper's slerp of the raw (unnormalised) vectors, which is what the golden
+ * slerp run does. Fallbacks: when sin om < 1e-6 (parallel or opposite rows) and when a row of
+ * a or b is all zero, y = (1-w) a + w b. w = 0 and w = 1 return a and b exactly.
+ * Opposite rows have no defined arc. fp32 reductions in the shader. y: [B, D], must not
+ * alias a or b. */
 unclip_status unclip__op_slerp(struct unclip_vk *vk, const struct unclip_tensor *a,
                                const struct unclip_tensor *b, float w, struct unclip_tensor *y);
+
+/* The interpolation feature's variant (unclip.md 4.3, "slerp the directions, lerp the
+ * norms"): the same arc between the unit rows a/|a| and b/|b|, scaled by the linearly
+ * interpolated norm:
+ *   y = ((1-w) |a| + w |b|) * (sin((1-w) om) / sin om * a/|a| + sin(w om) / sin om * b/|b|).
+ * Unlike unclip__op_slerp, the norm of y moves linearly from |a| to |b| (for raw slerp it
+ * sags in the middle when the angle is large), which matters when one end is a unit-norm
+ * text-diff direction and the other a raw image embedding. Same fallbacks: when sin om < 1e-6
+ * y = n ((1-w) a/|a| + w b/|b|) with n the interpolated norm; a zero row gives
+ * (1-w) a + w b; w = 0 / 1 return a / b exactly. Shapes as unclip__op_slerp. */
+unclip_status unclip__op_slerp_unit(struct unclip_vk *vk, const struct unclip_tensor *a,
+                                    const struct unclip_tensor *b, float w,
+                                    struct unclip_tensor *y);
 
 #endif
