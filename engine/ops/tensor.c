@@ -94,7 +94,12 @@ unclip__tensor_download_f32(struct unclip_vk *vk, const struct unclip_tensor *t,
 struct unclip_vk_bind
 unclip__tensor_bind(const struct unclip_tensor *t)
 {
-    struct unclip_vk_bind b = {.buf = t->buf, .offset = 0, .bytes = unclip__tensor_bytes(t)};
+    /* The whole allocation (as far as one binding reaches), not just the tensor's bytes: a
+     * shader that overruns its output then writes into the allocation's tail, where the op
+     * tests' guard words catch it, instead of being silently dropped by a robust driver. */
+    uint64_t bytes = unclip__tensor_bytes(t);
+    uint64_t whole = unclip__vk_buf_bindable(t->buf);
+    struct unclip_vk_bind b = {.buf = t->buf, .offset = 0, .bytes = whole > bytes ? whole : bytes};
     return b;
 }
 

@@ -45,7 +45,7 @@ unclip_status unclip__tensor_upload_f32(struct unclip_vk *vk, struct unclip_tens
 unclip_status unclip__tensor_download_f32(struct unclip_vk *vk, const struct unclip_tensor *t,
                                           float *dst);
 
-/* Binding helper: the whole tensor. */
+/* Binding helper: the whole tensor, and the rest of its allocation up to the binding limit. */
 struct unclip_vk_bind unclip__tensor_bind(const struct unclip_tensor *t);
 
 /* Shape text like "[2, 77, 768]" into buf (for messages). Returns buf. */

@@ -831,6 +831,13 @@ unclip__vk_buf_size(const struct unclip_vk_buf *buf)
     return buf->size;
 }
 
+uint64_t
+unclip__vk_buf_bindable(const struct unclip_vk_buf *buf)
+{
+    uint64_t r = buf->vk->info.max_storage_buffer_range;
+    return buf->size < r ? buf->size : r;
+}
+
 void
 unclip__vk_buf_free(struct unclip_vk_buf *buf)
 {

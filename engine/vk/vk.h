@@ -82,6 +82,8 @@ unclip_status unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct un
 /* Frees the buffer; pending work that uses it is finished first. NULL is a no-op. */
 void unclip__vk_buf_free(struct unclip_vk_buf *buf);
 uint64_t unclip__vk_buf_size(const struct unclip_vk_buf *buf);
+/* Bytes of buf one binding can cover: min(size, max_storage_buffer_range). */
+uint64_t unclip__vk_buf_bindable(const struct unclip_vk_buf *buf);
 
 /* Copies host bytes into buf at byte offset `offset`. Range-checked. */
 unclip_status unclip__vk_upload(struct unclip_vk *vk, struct unclip_vk_buf *buf, uint64_t offset,
