@@ -38,6 +38,18 @@ unclip__preprocess_config_load(const char *path, const char *display_name,
     unclip_status st = unclip__json_load(path, display_name, &j, err);
     if (st != UNCLIP_OK)
         return st;
+    st = unclip__preprocess_config_read(j, out, err);
+    unclip__json_free(j);
+    return st;
+}
+
+unclip_status
+unclip__preprocess_config_read(const struct unclip_json *j, struct unclip_preprocess_config *out,
+                               struct unclip_err *err)
+{
+    if (!j || !out)
+        return unclip__fail(err, UNCLIP_E_ARG, "preprocessor config: NULL argument");
+    unclip_status st;
     const char *name = unclip__json_name(j);
     struct unclip_preprocess_config c = unclip__preprocess_config_default();
     bool convert = true, resize = true, crop = true;
@@ -105,7 +117,6 @@ unclip__preprocess_config_load(const char *path, const char *display_name,
     }
     *out = c;
 done:
-    unclip__json_free(j);
     return st;
 }
 

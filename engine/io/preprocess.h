@@ -37,11 +37,18 @@ struct unclip_preprocess_config {
 /* transformers' CLIPImageProcessor() defaults. */
 struct unclip_preprocess_config unclip__preprocess_config_default(void);
 
-/* Reads preprocessor_config.json. Absent keys take the defaults. The engine implements only
+struct unclip_json;
+
+/* Reads a preprocessor_config.json document (io/json.h; e.g. from
+ * unclip__model_dir_config(d, "feature_extractor", ..)). Absent keys take the defaults. The engine implements only
  * what the CLIP vision tower can use: do_convert_rgb, do_resize and do_center_crop must be
  * true (or absent), resample 3 (bicubic), size given as {"shortest_edge": n} (n in 1..8192),
  * crop_size {"height", "width"} no larger than shortest_edge; other values are UNCLIP_E_MODEL
- * naming the file and key. `display_name` (may be NULL) is used in messages. */
+ * naming the file and key; wrong types and out-of-range values are UNCLIP_E_FORMAT. */
+unclip_status unclip__preprocess_config_read(const struct unclip_json *j,
+                                             struct unclip_preprocess_config *out,
+                                             struct unclip_err *err);
+/* The same from a file; `display_name` (may be NULL: the path) is used in messages. */
 unclip_status unclip__preprocess_config_load(const char *path, const char *display_name,
                                              struct unclip_preprocess_config *out,
                                              struct unclip_err *err);
