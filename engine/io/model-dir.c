@@ -44,28 +44,30 @@ join(const char *a, const char *b)
  * some archivers and copies) becomes a small regular file holding the link target, e.g.
  * "../../tiny-karlo/decoder/config.json". Real model files never look like that (JSON starts
  * with '{', safetensors with 8 length bytes, merges.txt with "#version"), so such a stub is
- * followed like the link it stands for. Returns a new target path or NULL. */
+ * followed like the link it stands for. Returns 1 with *target a new path, 0 when the
+ * file is not a stub, -1 when out of memory. */
 #define STUB_MAX 1024
 
-static char *
-read_stub(const char *path, const struct stat *sb)
+static int
+read_stub(const char *path, const struct stat *sb, char **target)
 {
+    *target = NULL;
     if (!S_ISREG(sb->st_mode) || sb->st_size <= 0 || sb->st_size >= STUB_MAX)
-        return NULL;
+        return 0;
     FILE *fp = fopen(path, "rb");
     if (!fp)
-        return NULL;
+        return 0;
     char buf[STUB_MAX];
     size_t n = fread(buf, 1, sizeof buf - 1, fp);
     fclose(fp);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     if (n == 0 || buf[0] == '/')
-        return NULL;
+        return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)buf[i];
         if (c < 0x20 || c == 0x7f || c == '{' || c == '"' || c == '#')
-            return NULL;
+            return 0;
     }
     buf[n] = '\0';
     /* Resolve relative to the folder holding the stub. */
@@ -73,18 +75,16 @@ read_stub(const char *path, const struct stat *sb)
     size_t dl = slash ? (size_t)(slash - path) : 0;
     char *dir = unclip__malloc(dl + 2);
     if (!dir)
-        return NULL;
-    if (slash) {
+        return -1;
+    if (slash && dl > 0) {
         memcpy(dir, path, dl);
         dir[dl] = '\0';
-        if (dl == 0)
-            strcpy(dir, "/");
     } else {
-        strcpy(dir, ".");
+        strcpy(dir, slash ? "/" : ".");
     }
-    char *target = join(dir, buf);
+    *target = join(dir, buf);
     unclip__free(dir);
-    return target;
+    return *target ? 1 : -1;
 }
 
 enum find_result { FOUND = 0, NOT_FOUND = 1, WRONG_KIND = 2, FIND_ERR = 3 };
@@ -103,29 +103,29 @@ resolve(const char *path, bool want_dir, char **out)
             unclip__free(cur);
             return NOT_FOUND;
         }
-        if (want_dir ? S_ISDIR(sb.st_mode) : S_ISREG(sb.st_mode)) {
-            /* A file that is a stub is followed even when a file is wanted. */
-            char *next = want_dir ? NULL : read_stub(cur, &sb);
-            if (!next) {
-                *out = cur;
-                return FOUND;
-            }
-            struct stat tb;
-            if (stat(next, &tb) != 0) {
-                /* A short text file whose target does not exist: take it as it is. */
-                unclip__free(next);
-                *out = cur;
-                return FOUND;
-            }
+        bool kind_ok = want_dir ? S_ISDIR(sb.st_mode) : S_ISREG(sb.st_mode);
+        char *next = NULL;
+        int stub = (kind_ok && want_dir) ? 0 : read_stub(cur, &sb, &next);
+        if (stub < 0) {
             unclip__free(cur);
-            cur = next;
-            continue;
+            return FIND_ERR;
         }
-        char *next = read_stub(cur, &sb);
+        if (stub > 0) {
+            struct stat tb;
+            if (stat(next, &tb) == 0) {
+                unclip__free(cur);
+                cur = next;
+                continue;
+            }
+            /* A short text file whose target does not exist: not a stub after all. */
+            unclip__free(next);
+        }
+        if (kind_ok) {
+            *out = cur;
+            return FOUND;
+        }
         unclip__free(cur);
-        if (!next)
-            return WRONG_KIND;
-        cur = next;
+        return WRONG_KIND;
     }
     unclip__free(cur);
     return NOT_FOUND;

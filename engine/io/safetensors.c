@@ -87,7 +87,7 @@ refuse_checkpoint(const char *name, struct unclip_err *err)
 {
     return unclip__fail(err, UNCLIP_E_FORMAT,
                         "%s: this is a PyTorch checkpoint (pickle/zip), not safetensors; it is "
-                        "not loaded because unpickling can run code. Convert it to safetensors "
+                        "not loaded because unpickling can run code; convert it to safetensors "
                         "(e.g. save_pretrained(..., safe_serialization=True) in diffusers)",
                         name);
 }
@@ -290,6 +290,18 @@ parse_metadata(struct unclip_st_file *f, JsonNode *node, struct unclip_err *err)
     return UNCLIP_OK;
 }
 
+/* Git without symlink support stores a link as a small file holding its target path. */
+static bool
+looks_like_link_text(const uint8_t *b, uint64_t size)
+{
+    if (size > 1024)
+        return false;
+    for (uint64_t i = 0; i < size; i++)
+        if (b[i] < 0x20 || b[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 /* Validates f->bytes[0..size) and builds the tensor table. */
 static unclip_status
 parse_file(struct unclip_st_file *f, struct unclip_err *err)
@@ -304,10 +316,17 @@ parse_file(struct unclip_st_file *f, struct unclip_err *err)
     uint64_t hlen = read_le64(f->bytes);
     if (hlen == 0)
         return unclip__fail(err, UNCLIP_E_FORMAT, "%s: header length is 0", name);
-    if (hlen > UNCLIP_ST_MAX_HEADER)
+    if (hlen > UNCLIP_ST_MAX_HEADER) {
+        if (looks_like_link_text(f->bytes, size))
+            return unclip__fail(err, UNCLIP_E_FORMAT, "%s: not safetensors but %llu bytes of "
+                                "text ('%.*s'): a symbolic link stored as a text file? Copy the "
+                                "model with its links (cp -r, tar, git with symlinks)", name,
+                                (unsigned long long)size, (int)(size < 200 ? size : 200),
+                                (const char *)f->bytes);
         return unclip__fail(err, UNCLIP_E_FORMAT, "%s: header length %llu is larger than the "
                             "%u bytes accepted", name, (unsigned long long)hlen,
                             UNCLIP_ST_MAX_HEADER);
+    }
     if (hlen > size - 8)
         return unclip__fail(err, UNCLIP_E_FORMAT, "%s: header length %llu runs past the end of "
                             "the file (%llu bytes)", name, (unsigned long long)hlen,
