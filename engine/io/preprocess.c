@@ -189,12 +189,14 @@ struct taps {
     int32_t *first, *count, *w;
 };
 
+/* Releases and clears, so a second call is harmless. */
 static void
 taps_free(struct taps *t)
 {
     unclip__free(t->first);
     unclip__free(t->count);
     unclip__free(t->w);
+    t->first = t->count = t->w = NULL;
 }
 
 static unclip_status

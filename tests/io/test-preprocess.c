@@ -3,6 +3,7 @@
  * (i{k}_cropped_u8_chw) to at most 1 level (exact expected), and pixel_values by relative L2
  * <= 1e-4. The configuration is the golden variations model's preprocessor_config.json.
  * RGBA and grey inputs, a padded stride, a 1x1 image and config refusals are checked too. */
+#include "core/alloc.h"
 #include "io/json.h"
 #include "io/preprocess.h"
 #include "io/safetensors.h"
@@ -201,6 +202,20 @@ check_grey_and_tiny(void)
     struct unclip_image bad_ch = {1, 1, 5, 5, px};
     TU_CHECK(unclip__preprocess_clip(&cfg, &bad_ch, b, &err) == UNCLIP_E_ARG,
              "5 channels must be refused");
+
+    /* Every allocation failure gives a clean UNCLIP_E_NOMEM (a 37x23 grey image resized on
+     * both axes allocates several buffers). */
+    int nomem = 0, k;
+    for (k = 1; k < 20; k++) {
+        unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, (uint64_t)k);
+        unclip_status st2 = unclip__preprocess_clip(&cfg, &gi, b, &err);
+        unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, 0);
+        if (st2 == UNCLIP_OK)
+            break;
+        nomem += st2 == UNCLIP_E_NOMEM && err.msg[0];
+    }
+    TU_CHECK(k > 4 && nomem == k - 1, "preprocess under failing allocations: %d/%d clean",
+             nomem, k - 1);
     free(a);
     free(b);
 }

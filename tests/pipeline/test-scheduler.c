@@ -3,6 +3,7 @@
  * step() cases of manifest.json "scheduler_cases" (prev_sample and pred_original_sample by
  * relative L2 <= 1e-5; the variance noise drawn from a generator seeded with the case's seed
  * by max abs diff <= 1e-5). Also the three scheduler_config.json files of the golden model. */
+#include "core/alloc.h"
 #include "core/rng.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -344,6 +345,35 @@ check_errors(const struct unclip_sched *s)
                      "explicit config values not read");
         unclip__json_free(j);
     }
+
+    /* Every allocation failure gives a clean UNCLIP_E_NOMEM. */
+    struct unclip_sched_config dc = unclip__sched_config_default();
+    int nomem = 0, k;
+    for (k = 1; k < 10; k++) {
+        struct unclip_sched *q = NULL;
+        unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, (uint64_t)k);
+        unclip_status st = unclip__sched_new(&dc, &q, &err);
+        unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, 0);
+        if (st == UNCLIP_OK) {
+            unclip__sched_free(q);
+            break;
+        }
+        nomem += st == UNCLIP_E_NOMEM && q == NULL;
+    }
+    TU_CHECK(k > 1 && nomem == k - 1, "sched_new under failing allocations: %d/%d clean", nomem,
+             k - 1);
+    /* A step whose noise buffer cannot be allocated fails before drawing anything. */
+    struct unclip_rng r2, r3;
+    unclip__rng_seed(&r2, 11);
+    unclip__rng_seed(&r3, 11);
+    a.t = 10;
+    a.prev_t = 5;
+    a.rng = &r2;
+    unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, 1);
+    unclip_status fst = unclip__sched_step(s, &a, &err);
+    unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, 0);
+    TU_CHECK(fst == UNCLIP_E_NOMEM && unclip__rng_u32(&r2) == unclip__rng_u32(&r3),
+             "step with a failing allocation: status %d, generator must be untouched", fst);
 
     struct unclip_sched_config bad = unclip__sched_config_default();
     struct unclip_sched *p = NULL;
