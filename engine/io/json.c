@@ -19,7 +19,8 @@ struct unclip_json {
  * that would change meaning silently: integers past int64 wrap around (2^64 + 8 reads as 8),
  * text after the root value is ignored, comments, hex numbers, leading zeros, ".5", single
  * quotes and raw control characters in strings are taken, and a repeated key keeps its last
- * value. The lexical pass below only classifies tokens (it builds nothing); json-glib still
+ * value. json-glib's recursive parser also overflows the stack on deep nesting. The lexical
+ * pass below only classifies tokens and counts nesting (it builds nothing); json-glib still
  * does the parsing. Duplicate keys are caught through the parser's "object-member" signal. */
 
 static bool
@@ -118,7 +119,10 @@ lex_check(const char *t, size_t n, const char *name, struct unclip_err *err)
         if (is_ws(c) || c == ':' || c == ',') {
             i++;
         } else if (c == '{' || c == '[') {
-            depth++;
+            /* json-glib parses recursively: a header of 100000 '[' overflows the stack. */
+            if (++depth > UNCLIP_JSON_MAX_DEPTH)
+                return lex_fail(err, name, i, "nested deeper than " G_STRINGIFY(
+                                                  UNCLIP_JSON_MAX_DEPTH) " levels");
             i++;
         } else if (c == '}' || c == ']') {
             if (--depth < 0)

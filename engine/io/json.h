@@ -1,8 +1,10 @@
 /* Typed, validated reading of small JSON config files (config.json, model_index.json,
  * scheduler_config.json, preprocessor_config.json, tokenizer_config.json).
  *
- * A document is parsed with json-glib; duplicate keys in any object are rejected (json-glib
- * would silently keep the last one). The root must be an object. Every document carries a
+ * A document is parsed with json-glib after a strict lexical check (RFC 8259 tokens only: no
+ * comments, hex, leading zeros, single quotes, text after the root; integers must fit in int64;
+ * "\u0000" and nesting deeper than UNCLIP_JSON_MAX_DEPTH are refused). Duplicate keys in any
+ * object are rejected (json-glib would silently keep the last one). The root must be an object. Every document carries a
  * display name (e.g. "decoder/config.json") and every error message starts with it and names
  * the key: "decoder/config.json: 'layers_per_block' is 1000000000, expected 1..64".
  *
@@ -32,6 +34,8 @@ struct unclip_json;
 
 /* Largest config file read (bigger files are refused; vocab.json is ~1.5 MB). */
 #define UNCLIP_JSON_MAX_BYTES (64u * 1024u * 1024u)
+/* Deepest nesting of objects/arrays accepted (json-glib parses recursively). */
+#define UNCLIP_JSON_MAX_DEPTH 64
 
 enum unclip_json_type {
     UNCLIP_JSON_ABSENT = 0,

@@ -23,6 +23,15 @@ void unclip_ref_copy(const float *src, float *dst, const struct unclip_copy_desc
 void unclip_ref_embedding(const float *table, int64_t dim, const int32_t *ids, int32_t n_ids,
                           float *y);
 
+/* linear and conv (ref-linear.c, ref-conv.c). linear: x [m, k], w [n, k], bias [n] or NULL,
+ * residual [m, n] or NULL, y [m, n]. conv2d: x [n, cin, h, w], wt [cout, cin, k, k], bias
+ * [cout] or NULL, residual NULL or y's shape [n, cout, ho, wo]; zero padding. */
+void unclip_ref_linear(const float *x, const float *w, const float *bias, const float *residual,
+                       int64_t m, int64_t n, int64_t k, float *y);
+void unclip_ref_conv2d(const float *x, int64_t n, int64_t cin, int64_t h, int64_t w,
+                       const float *wt, int64_t cout, int32_t k, const float *bias,
+                       int32_t stride, int32_t padding, const float *residual, float *y);
+
 /* resample (ref-resample.c): x is N*C planes of [h, w] (nc = N * C), y likewise. The bicubic
  * reference evaluates the formula of goldens/README.md section 7 directly (its own kernel and
  * tap bounds, not engine/core/bicubic.h), both axes at once, in double. */

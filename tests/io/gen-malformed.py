@@ -98,6 +98,11 @@ def gen_safetensors(g):
     g.st("u0000-name.safetensors",
          st_bytes('{"w\\u0000x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', d8), E,
          "\\u0000")
+    g.st("deep-nesting.safetensors",
+         st_bytes('{"w": ' + "[" * 200000 + "]" * 200000 + "}", d8), E, "nested deeper than 64")
+    g.st("lone-surrogate.safetensors",
+         st_bytes('{"w\\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', d8), E,
+         "not valid JSON")
     g.st("meta-not-object.safetensors",
          st_bytes({"__metadata__": "pt", "w": ok_entry()}, d8), E,
          "'__metadata__' is a string, expected an object")
@@ -259,6 +264,7 @@ def gen_configs(g):
     cfg("not-utf8", b'{"act_fn": "s\xe9lu"}', E,
         "not UTF-8")
     cfg("bom", "\ufeff" + json.dumps(DECODER), E, "not a JSON object")
+    cfg("deep-nesting", '{"a": ' + "[" * 100000 + "]" * 100000 + "}", E, "nested deeper")
     cfg("dup-key", '{"layers_per_block": 2, "layers_per_block": 3}', E,
         "duplicate key 'layers_per_block'")
     cfg("int-overflow", json.dumps(DECODER).replace('"layers_per_block": 2',

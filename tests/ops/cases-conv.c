@@ -1,6 +1,97 @@
-/* Op cases: conv. */
+/* Op cases: conv2d against the double reference: k 1 and 3, stride 1 and 2, padding 0/1,
+ * bias, residual (separate and in place), F32 and F16 weights, odd sizes, Cin*k*k both
+ * odd (generic shader) and a multiple of 8 (W_VEC). */
 #include "ophelp.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    CV_BIAS = 1,       /* with bias                                 */
+    CV_RES = 2,        /* separate residual                         */
+    CV_RES_Y = 4,      /* residual is y itself                      */
+    CV_F32_ONLY = 8,   /* skip the F16 run                          */
+};
+
+/* d: N, Cin, H, W, Cout, packed (k | stride << 4 | pad << 8 | options << 12). */
+static void
+run_conv(struct ot_ctx *c, const int64_t *d)
+{
+    int64_t nb = d[0], cin = d[1], h = d[2], wd = d[3], cout = d[4];
+    int32_t k = (int32_t)(d[5] & 15), stride = (int32_t)((d[5] >> 4) & 15);
+    int32_t pad = (int32_t)((d[5] >> 8) & 15);
+    int64_t opt = d[5] >> 12;
+    int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1;
+    int64_t xs[4] = {nb, cin, h, wd}, ys[4] = {nb, cout, ho, wo};
+    int64_t ny = nb * cout * ho * wo;
+    float *hx, *hres = NULL;
+    struct unclip_tensor *x = ot_input(c, UNCLIP_DT_F32, 4, xs, 1.0f, &hx);
+    struct unclip_tensor *res = NULL;
+    if (opt & (CV_RES | CV_RES_Y))
+        res = ot_input(c, UNCLIP_DT_F32, 4, ys, 1.0f, &hres);
+    for (int f16 = 0; f16 < ((opt & CV_F32_ONLY) ? 1 : 2); f16++) {
+        enum unclip_dtype dt = f16 ? UNCLIP_DT_F16 : UNCLIP_DT_F32;
+        int64_t ws[4] = {cout, cin, k, k}, bs[1] = {cout};
+        float *hw, *hb = NULL;
+        struct unclip_tensor *w =
+            ot_input(c, dt, 4, ws, 1.0f / sqrtf((float)(cin * k * k)), &hw);
+        struct unclip_tensor *b = NULL;
+        if (opt & CV_BIAS)
+            b = ot_input(c, dt, 1, bs, 1.0f, &hb);
+        struct unclip_tensor *y = ot_output(c, 4, ys);
+        if ((opt & CV_RES_Y) && !ot_ok(c, unclip__tensor_upload_f32(c->vk, y, hres)))
+            return;
+        float *ref = ot_scratch(c, ny);
+        unclip_ref_conv2d(hx, nb, cin, h, wd, hw, cout, k, hb, stride, pad, res ? hres : NULL,
+                          ref);
+        const struct unclip_tensor *r = (opt & CV_RES_Y) ? y : res;
+        char label[80];
+        snprintf(label, sizeof label, "k%d s%d p%d %s%s%s%s", (int)k, (int)stride, (int)pad,
+                 f16 ? "f16" : "f32", b ? " bias" : "", (opt & CV_RES) ? " res" : "",
+                 (opt & CV_RES_Y) ? " res=y" : "");
+        if (ot_ok(c, unclip__op_conv2d(c->vk, x, w, b, stride, pad, r, y)))
+            ot_compare(c, label, y, ref, TOL_ACC);
+    }
+}
+
+static void
+run_conv_errors(struct ot_ctx *c, const int64_t *d)
+{
+    (void)d;
+    int64_t xs[4] = {1, 3, 5, 5}, ws[4] = {4, 3, 3, 3}, ys[4] = {1, 4, 5, 5};
+    struct unclip_tensor *x = ot_input(c, UNCLIP_DT_F32, 4, xs, 1.0f, NULL);
+    struct unclip_tensor *w = ot_input(c, UNCLIP_DT_F32, 4, ws, 1.0f, NULL);
+    struct unclip_tensor *y = ot_output(c, 4, ys);
+    /* padding 0 gives 3x3, not y's 5x5 */
+    unclip_status st = unclip__op_conv2d(c->vk, x, w, NULL, 1, 0, NULL, y);
+    TU_CHECK(st == UNCLIP_E_INTERNAL && strstr(unclip__vk_err(c->vk)->msg, "conv2d"),
+             "wrong output shape accepted: %d %s", (int)st, unclip__vk_err(c->vk)->msg);
+    st = unclip__op_conv2d(c->vk, x, w, NULL, 3, 1, NULL, y);
+    TU_CHECK(st == UNCLIP_E_INTERNAL, "stride 3 accepted");
+    int64_t ws5[4] = {4, 3, 5, 5};
+    struct unclip_tensor *w5 = ot_input(c, UNCLIP_DT_F32, 4, ws5, 1.0f, NULL);
+    st = unclip__op_conv2d(c->vk, x, w5, NULL, 1, 2, NULL, y);
+    TU_CHECK(st == UNCLIP_E_INTERNAL, "5x5 kernel accepted");
+    st = unclip__op_conv2d(c->vk, x, w, NULL, 1, 1, NULL, y);
+    TU_CHECK(st == UNCLIP_OK, "valid conv refused: %s", unclip__vk_err(c->vk)->msg);
+}
+
+#define CV(k, s, p, o) ((k) | (s) << 4 | (p) << 8 | (int64_t)(o) << 12)
+
 const struct op_case ot_cases_conv[] = {
+    {"conv2d", run_conv, {2, 23, 17, 9, 81, CV(3, 1, 1, CV_BIAS)}},
+    {"conv2d", run_conv, {2, 23, 17, 9, 81, CV(3, 2, 1, CV_BIAS | CV_RES)}},
+    {"conv2d", run_conv, {2, 23, 17, 9, 81, CV(1, 1, 0, CV_BIAS | CV_RES_Y)}},
+    {"conv2d", run_conv, {3, 7, 5, 11, 23, CV(3, 1, 0, 0)}},
+    {"conv2d", run_conv, {1, 3, 7, 7, 7, CV(1, 2, 0, CV_BIAS)}},
+    {"conv2d", run_conv, {1, 1, 1, 1, 1, CV(3, 1, 1, CV_BIAS)}},
+    {"conv2d", run_conv, {2, 4, 1, 6, 3, CV(3, 2, 1, 0)}},
+    /* 320 channels (Cin*k*k a multiple of 8: the W_VEC variants) at small spatial sizes */
+    {"conv2d", run_conv, {1, 320, 9, 7, 320, CV(3, 1, 1, CV_BIAS | CV_RES)}},
+    {"conv2d", run_conv, {2, 320, 8, 8, 320, CV(3, 2, 1, CV_BIAS)}},
+    {"conv2d", run_conv, {2, 320, 5, 3, 640, CV(1, 1, 0, CV_BIAS | CV_RES_Y)}},
+    {"conv2d", run_conv, {2, 8, 13, 11, 5, CV(3, 1, 1, CV_BIAS)}},
+    {"conv2d_errors", run_conv_errors, {0}},
     {NULL, NULL, {0}},
 };

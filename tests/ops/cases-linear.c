@@ -1,6 +1,94 @@
-/* Op cases: linear. */
+/* Op cases: linear. y = x . w^T (+ bias) (+ residual) against the double reference, for F32
+ * and F16 weights, odd and aligned K (the generic and the W_VEC shader variants), and a
+ * weight bigger than one binding (split along N). */
 #include "ophelp.h"
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    LIN_BIAS = 1,     /* with bias                                          */
+    LIN_RES = 2,      /* with a separate residual tensor                    */
+    LIN_RES_Y = 4,    /* residual is y itself (in place)                    */
+    LIN_F32_ONLY = 8, /* skip the F16 run (big cases)                       */
+    LIN_X3D = 16,     /* x as [2, M/2, K] (M even): only numel matters       */
+};
+
+/* d: M, K, N, options. Runs F32 then F16 weights (the same bias dtype as w). */
+static void
+run_linear(struct ot_ctx *c, const int64_t *d)
+{
+    int64_t m = d[0], k = d[1], n = d[2], opt = d[3];
+    int64_t xs2[2] = {m, k}, xs3[3] = {2, m / 2, k};
+    float *hx;
+    struct unclip_tensor *x = (opt & LIN_X3D) ? ot_input(c, UNCLIP_DT_F32, 3, xs3, 1.0f, &hx)
+                                              : ot_input(c, UNCLIP_DT_F32, 2, xs2, 1.0f, &hx);
+    float *hres = NULL;
+    struct unclip_tensor *res = NULL;
+    int64_t ys[2] = {m, n};
+    if (opt & (LIN_RES | LIN_RES_Y))
+        res = ot_input(c, UNCLIP_DT_F32, 2, ys, 1.0f, &hres);
+    for (int f16 = 0; f16 < ((opt & LIN_F32_ONLY) ? 1 : 2); f16++) {
+        enum unclip_dtype dt = f16 ? UNCLIP_DT_F16 : UNCLIP_DT_F32;
+        int64_t ws[2] = {n, k}, bs[1] = {n};
+        float *hw, *hb = NULL;
+        /* Weights scaled like a trained layer (~1/sqrt(K)), so outputs are O(1). */
+        struct unclip_tensor *w = ot_input(c, dt, 2, ws, 1.0f / sqrtf((float)k), &hw);
+        struct unclip_tensor *b = NULL;
+        if (opt & LIN_BIAS)
+            b = ot_input(c, dt, 1, bs, 1.0f, &hb);
+        struct unclip_tensor *y = ot_output(c, 2, ys);
+        if ((opt & LIN_RES_Y) && !ot_ok(c, unclip__tensor_upload_f32(c->vk, y, hres)))
+            return;
+        float *ref = ot_scratch(c, m * n);
+        unclip_ref_linear(hx, hw, hb, res ? hres : NULL, m, n, k, ref);
+        const struct unclip_tensor *r = (opt & LIN_RES_Y) ? y : res;
+        char label[64];
+        snprintf(label, sizeof label, "%s%s%s%s", f16 ? "f16" : "f32", b ? " bias" : "",
+                 (opt & LIN_RES) ? " res" : "", (opt & LIN_RES_Y) ? " res=y" : "");
+        if (ot_ok(c, unclip__op_linear(c->vk, x, w, b, r, y)))
+            ot_compare(c, label, y, ref, TOL_ACC);
+    }
+}
+
+/* Argument checks: bad shapes fail cleanly with a message. */
+static void
+run_linear_errors(struct ot_ctx *c, const int64_t *d)
+{
+    (void)d;
+    int64_t xs[2] = {3, 5}, ws[2] = {4, 6}, ys[2] = {3, 4}, bs[1] = {5};
+    struct unclip_tensor *x = ot_input(c, UNCLIP_DT_F32, 2, xs, 1.0f, NULL);
+    struct unclip_tensor *w = ot_input(c, UNCLIP_DT_F32, 2, ws, 1.0f, NULL);
+    struct unclip_tensor *y = ot_output(c, 2, ys);
+    unclip_status st = unclip__op_linear(c->vk, x, w, NULL, NULL, y);
+    TU_CHECK(st == UNCLIP_E_INTERNAL && strstr(unclip__vk_err(c->vk)->msg, "linear"),
+             "K mismatch accepted: %d %s", (int)st, unclip__vk_err(c->vk)->msg);
+    int64_t ws2[2] = {4, 5};
+    struct unclip_tensor *w2 = ot_input(c, UNCLIP_DT_F32, 2, ws2, 1.0f, NULL);
+    struct unclip_tensor *b = ot_input(c, UNCLIP_DT_F32, 1, bs, 1.0f, NULL);
+    st = unclip__op_linear(c->vk, x, w2, b, NULL, y);
+    TU_CHECK(st == UNCLIP_E_INTERNAL, "bias of the wrong size accepted");
+    st = unclip__op_linear(c->vk, x, w2, NULL, x, y);
+    TU_CHECK(st == UNCLIP_E_INTERNAL, "residual of the wrong size accepted");
+}
+
 const struct op_case ot_cases_linear[] = {
+    {"linear", run_linear, {77, 320, 1280, 0}},
+    {"linear", run_linear, {77, 320, 1280, LIN_BIAS | LIN_RES}},
+    {"linear", run_linear, {77, 320, 1280, LIN_BIAS | LIN_RES_Y}},
+    {"linear", run_linear, {7, 23, 81, LIN_BIAS}},
+    {"linear", run_linear, {7, 23, 81, LIN_RES}},
+    {"linear", run_linear, {23, 81, 7, LIN_BIAS | LIN_RES}},
+    {"linear", run_linear, {1, 1280, 7, LIN_BIAS}},
+    {"linear", run_linear, {1, 7, 1, LIN_BIAS}},
+    {"linear", run_linear, {82, 24, 77, LIN_BIAS | LIN_X3D}},
+    {"linear", run_linear, {2, 1, 3, 0}},
+    {"linear", run_linear, {300, 768, 257, LIN_BIAS}},
+    /* Weights over 128 MiB (F32): two chunks along N; K odd (generic variant, the second
+     * window starts 59 elements after its 256-byte boundary) and K % 8 == 0 (W_VEC). */
+    {"linear_big", run_linear, {3, 1283, 26161, LIN_BIAS | LIN_RES | LIN_F32_ONLY}},
+    {"linear_big", run_linear, {5, 1288, 26060, LIN_BIAS | LIN_F32_ONLY}},
+    {"linear_errors", run_linear_errors, {0}},
     {NULL, NULL, {0}},
 };

@@ -1,0 +1,176 @@
+/* Linear layer: y[M, N] = x[M, K] . w[N, K]^T (+ bias) (+ residual).
+ *
+ * Shaders: linear.comp (register-blocked, subgroup-broadcast; see linear-gemm.glsl) in a
+ * generic variant and a W_VEC one for K % 8 == 0, and linear_naive.comp (one output per
+ * invocation) for devices whose subgroup size is not a multiple of 8.
+ *
+ * Big tensors. One binding sees at most max_storage_buffer_range bytes, so the work is cut
+ * into chunks: along N so that each chunk's weight rows fit in one binding, and along M so
+ * that each chunk's rows of x, y and the residual fit, and so that one dispatch stays within
+ * the submission work bound. Each chunk binds windows that start at a 256-byte aligned
+ * offset; the shader gets the remaining element offset in push constants.
+ */
+#include "ops/ops.h"
+
+#include "ops/op-util.h"
+
+/* Tile of the fast variants: rows per workgroup and columns per workgroup. Must match the
+ * TM / TN * LOCAL defaults in shaders/linear.comp. */
+#define FAST_TM 16
+#define FAST_TN_LOCAL (4 * 64)
+/* The naive variant's workgroup: 16 columns x 4 rows. */
+#define NAIVE_TN 16
+#define NAIVE_TM 4
+
+#define ALIGN 256u
+
+struct window {
+    struct unclip_vk_bind bind;
+    uint32_t rem; /* element offset of the first wanted element inside the window */
+};
+
+/* A binding of elements [start, start + count) of t, starting at the 256-byte boundary at or
+ * before `start`. */
+static struct window
+make_window(const struct unclip_tensor *t, int64_t start, int64_t count)
+{
+    uint64_t es = unclip__dtype_size(t->dtype);
+    uint64_t sb = (uint64_t)start * es;
+    uint64_t off = sb & ~(uint64_t)(ALIGN - 1);
+    uint64_t end = ((uint64_t)(start + count) * es + 3) & ~(uint64_t)3;
+    /* As far as the allocation and one binding reach, not just to `end`: an overrun then
+     * lands in the allocation's tail (where the op tests' guard words catch it) instead of
+     * being dropped by a robust driver. The callers' chunks guarantee end - off <= range. */
+    uint64_t size = unclip__vk_buf_size(t->buf);
+    uint64_t range = unclip__vk_buf_bindable(t->buf);
+    uint64_t bytes = size - off < range ? size - off : range;
+    if (bytes < end - off)
+        bytes = end - off;
+    struct window w = {
+        .bind = {.buf = t->buf, .offset = off, .bytes = bytes},
+        .rem = (uint32_t)((sb - off) / es),
+    };
+    return w;
+}
+
+static bool
+fast_ok(struct unclip_vk *vk)
+{
+    uint32_t sg = unclip__vk_info(vk)->subgroup_size;
+    return sg >= 8 && sg % 8 == 0;
+}
+
+unclip_status
+unclip__op_linear(struct unclip_vk *vk, const struct unclip_tensor *x,
+                  const struct unclip_tensor *w, const struct unclip_tensor *bias,
+                  const struct unclip_tensor *residual, struct unclip_tensor *y)
+{
+    struct unclip_err *err = unclip__vk_err(vk);
+    unclip_status st = unclip__check_tensor(vk, "linear", "w", w, -1, true);
+    if (st == UNCLIP_OK)
+        st = unclip__check_tensor(vk, "linear", "x", x, -1, false);
+    if (st != UNCLIP_OK)
+        return st;
+    if (w->ndim != 2) {
+        char sw[64];
+        return unclip__fail(err, UNCLIP_E_INTERNAL, "linear: w has shape %s, expected [N, K]",
+                            unclip__shape_str(w, sw, sizeof sw));
+    }
+    int64_t n = w->shape[0], k = w->shape[1];
+    int64_t xn = unclip__tensor_numel(x);
+    if (xn % k != 0) {
+        char sx[64], sw[64];
+        return unclip__fail(err, UNCLIP_E_INTERNAL,
+                            "linear: x %s does not end in K = %lld of w %s",
+                            unclip__shape_str(x, sx, sizeof sx), (long long)k,
+                            unclip__shape_str(w, sw, sizeof sw));
+    }
+    int64_t m = xn / k;
+    if ((st = unclip__check_tensor(vk, "linear", "y", y, m * n, false)) != UNCLIP_OK)
+        return st;
+    if (bias && (st = unclip__check_tensor(vk, "linear", "bias", bias, n, true)) != UNCLIP_OK)
+        return st;
+    bool res_in_y = residual && residual->buf == y->buf;
+    if (residual && !res_in_y &&
+        (st = unclip__check_tensor(vk, "linear", "residual", residual, m * n, false)) != UNCLIP_OK)
+        return st;
+    if (residual && residual != y && res_in_y)
+        return unclip__fail(err, UNCLIP_E_INTERNAL,
+                            "linear: residual shares y's buffer but is not y");
+    if (x->buf == y->buf || w->buf == y->buf)
+        return unclip__fail(err, UNCLIP_E_INTERNAL, "linear: y aliases an input");
+
+    /* Chunk sizes. A window may start up to 255 bytes before its first element. */
+    uint64_t range = unclip__vk_info(vk)->max_storage_buffer_range;
+    uint64_t es = unclip__dtype_size(w->dtype);
+    uint64_t room = range > ALIGN ? range - ALIGN : 0;
+    int64_t nc = (int64_t)(room / ((uint64_t)k * es));
+    int64_t mc_x = (int64_t)(room / ((uint64_t)k * 4));
+    int64_t mc_y = (int64_t)(room / ((uint64_t)n * 4));
+    if (nc < 1 || mc_x < 1 || mc_y < 1)
+        return unclip__fail(err, UNCLIP_E_INTERNAL,
+                            "linear: one row (K = %lld, N = %lld) exceeds the binding range "
+                            "of %llu bytes",
+                            (long long)k, (long long)n, (unsigned long long)range);
+    bool fast = fast_ok(vk);
+    int64_t tm = fast ? FAST_TM : NAIVE_TM, tn = fast ? FAST_TN_LOCAL : NAIVE_TN;
+    int64_t mc = mc_x < mc_y ? mc_x : mc_y;
+    /* Keep each dispatch within the submission bound (at least one row tile) and within the
+     * device's workgroup count limits. */
+    int64_t mc_work = (int64_t)(UNCLIP_VK_WORK_BOUND / ((uint64_t)(nc < n ? nc : n) * k));
+    mc_work = mc_work / tm * tm;
+    if (mc_work < tm)
+        mc_work = tm;
+    if (mc > mc_work)
+        mc = mc_work;
+    int64_t max_gy = (int64_t)unclip__vk_max_groups(vk, 1) * tm;
+    if (mc > max_gy)
+        mc = max_gy;
+    int64_t max_gx = (int64_t)unclip__vk_max_groups(vk, 0) * tn;
+    if (nc > max_gx)
+        nc = max_gx;
+
+    int shader;
+    if (!fast)
+        shader = w->dtype == UNCLIP_DT_F16 ? UNCLIP_SHADER_linear_naive_f16
+                                           : UNCLIP_SHADER_linear_naive_f32;
+    else if (k % 8 == 0)
+        shader = w->dtype == UNCLIP_DT_F16 ? UNCLIP_SHADER_linear_vec_f16
+                                           : UNCLIP_SHADER_linear_vec_f32;
+    else
+        shader = w->dtype == UNCLIP_DT_F16 ? UNCLIP_SHADER_linear_f16 : UNCLIP_SHADER_linear_f32;
+
+    for (int64_t n0 = 0; n0 < n; n0 += nc) {
+        int64_t ncur = n - n0 < nc ? n - n0 : nc;
+        struct window ww = make_window(w, n0 * k, ncur * k);
+        struct window wb = {.bind = ww.bind};
+        if (bias)
+            wb = make_window(bias, n0, ncur);
+        for (int64_t m0 = 0; m0 < m; m0 += mc) {
+            int64_t mcur = m - m0 < mc ? m - m0 : mc;
+            struct window wx = make_window(x, m0 * k, mcur * k);
+            /* y and residual: rows m0 .. m0+mcur, columns n0 .. n0+ncur. */
+            int64_t ystart = m0 * n + n0, ycount = (mcur - 1) * n + ncur;
+            struct window wy = make_window(y, ystart, ycount);
+            struct window wr = {.bind = wx.bind};
+            if (residual && !res_in_y)
+                wr = make_window(residual, ystart, ycount);
+            struct {
+                uint32_t m, n, k, ldy, flags, x_off, w_off, b_off, r_off, y_off, wk;
+            } pc = {
+                (uint32_t)mcur, (uint32_t)ncur, (uint32_t)k, (uint32_t)n,
+                (bias ? 1u : 0u) | (residual && !res_in_y ? 2u : 0u) | (res_in_y ? 4u : 0u) |
+                    (bias && bias->dtype == UNCLIP_DT_F16 ? 8u : 0u),
+                wx.rem, ww.rem, wb.rem, wr.rem, wy.rem, (uint32_t)k,
+            };
+            struct unclip_vk_bind binds[5] = {wx.bind, ww.bind, wb.bind, wr.bind, wy.bind};
+            uint32_t gx = (uint32_t)((ncur + tn - 1) / tn);
+            uint32_t gy = (uint32_t)((mcur + tm - 1) / tm);
+            st = unclip__vk_dispatch(vk, shader, binds, 5, &pc, sizeof pc, gx, gy, 1,
+                                     (uint64_t)mcur * (uint64_t)ncur * (uint64_t)k);
+            if (st != UNCLIP_OK)
+                return st;
+        }
+    }
+    return UNCLIP_OK;
+}
