@@ -131,6 +131,25 @@ resolve(const char *path, bool want_dir, char **out)
     return NOT_FOUND;
 }
 
+unclip_status
+unclip__model_file_resolve(const char *path, char **out, struct unclip_err *err)
+{
+    if (!path || !out)
+        return unclip__fail(err, UNCLIP_E_ARG, "model folder: NULL argument");
+    char *found = NULL;
+    switch (resolve(path, false, &found)) {
+    case FOUND:
+        *out = found;
+        return UNCLIP_OK;
+    case NOT_FOUND:
+        return unclip__fail(err, UNCLIP_E_MODEL, "%s: not found", path);
+    case WRONG_KIND:
+        return unclip__fail(err, UNCLIP_E_IO, "%s: not a regular file", path);
+    default:
+        return unclip__fail(err, UNCLIP_E_NOMEM, "%s: out of host memory", path);
+    }
+}
+
 static unclip_status
 nomem(struct unclip_err *err)
 {

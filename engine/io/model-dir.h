@@ -83,4 +83,12 @@ unclip_status unclip__model_dir_weights_path(const struct unclip_model_dir *d, c
 /* Checks a name is usable as one path component (see above). */
 bool unclip__model_dir_name_ok(const char *name);
 
+/* Resolves one file path the way the lookups above do: follows real symlinks and "link stubs"
+ * (a small text file holding a relative link target, which is what git writes for a symlink
+ * with core.symlinks=false; the goldens' variations folder is stored that way). *out is a new
+ * path of an existing regular file (the path itself when it is no stub). UNCLIP_E_MODEL when
+ * it does not exist ("<path>: not found"), UNCLIP_E_IO when it is not a regular file.
+ * For readers given a folder rather than a model dir (e.g. a tokenizer folder). */
+unclip_status unclip__model_file_resolve(const char *path, char **out, struct unclip_err *err);
+
 #endif

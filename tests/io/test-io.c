@@ -309,6 +309,25 @@ test_golden_models(void)
             unclip__free(cp);
         }
         TU_CHECK(with_weights == 6, "%s: %d weight files", folders[m], with_weights);
+        /* A tokenizer folder opened by path: the stub (or link) is followed. */
+        char vp[4096], *rv = NULL;
+        snprintf(vp, sizeof vp, "%s/tokenizer/merges.txt", tu_golden_path(folders[m]));
+        st = unclip__model_file_resolve(vp, &rv, &err);
+        TU_CHECK(st == UNCLIP_OK && rv, "resolve %s: %s", vp, err.msg);
+        if (rv) {
+            FILE *fp = fopen(rv, "rb");
+            char head[9] = {0};
+            TU_CHECK(fp && fread(head, 1, 8, fp) == 8 && !strcmp(head, "#version"),
+                     "%s does not start with #version", rv);
+            if (fp)
+                fclose(fp);
+        }
+        unclip__free(rv);
+        snprintf(vp, sizeof vp, "%s/tokenizer/nope.txt", tu_golden_path(folders[m]));
+        TU_CHECK(unclip__model_file_resolve(vp, &rv, &err) == UNCLIP_E_MODEL &&
+                     strstr(err.msg, "not found"), "missing file: %s", err.msg);
+        snprintf(vp, sizeof vp, "%s/tokenizer", tu_golden_path(folders[m]));
+        TU_CHECK(unclip__model_file_resolve(vp, &rv, &err) == UNCLIP_E_IO, "folder as file");
         unclip__model_dir_free(d);
     }
     /* Counts read with numpy: prior 50, text_encoder 37, text_proj 11, decoder 540, super-res
