@@ -836,6 +836,35 @@ test_weights_upload(const char *dir)
         for (int i = 0; i < 4; i++)
             unclip__tensor_free(&t[i]);
     }
+    /* Failures while uploading: a clean status naming the tensor, nothing counted. */
+    struct unclip_weights *wf = NULL;
+    if (unclip__weights_open(g_vk, path, "upload", NULL, &wf, &err) == UNCLIP_OK) {
+        /* bf16 -> F16 goes through host staging: every host allocation of the upload fails in
+         * turn (device blocks are sub-allocated, so the device site is not reached here). */
+        int injected = 0;
+        for (uint64_t k = 1; k < 20; k++) {
+            struct unclip_tensor t = {0};
+            unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, k);
+            unclip_status st = unclip__weights_get(wf, "bf16", 1, s7, &t, &err);
+            bool reached = unclip__fault_count(UNCLIP_FAULT_HOST_ALLOC) >= k;
+            unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, 0);
+            if (!reached) {
+                TU_CHECK(st == UNCLIP_OK, "upload without fault: %s", err.msg);
+                if (st == UNCLIP_OK)
+                    unclip__tensor_free(&t);
+                break;
+            }
+            injected++;
+            TU_CHECK(st == UNCLIP_E_NOMEM && t.buf == NULL &&
+                         strstr(err.msg, "upload: tensor 'bf16'"),
+                     "allocation %llu of an upload: status %d '%s'", (unsigned long long)k, st,
+                     err.msg);
+        }
+        TU_CHECK(injected >= 1, "no allocation in an upload");
+        TU_CHECK(unclip__weights_bytes_uploaded(wf) == 7 * 2 + 2, "bytes after failures %llu",
+                 (unsigned long long)unclip__weights_bytes_uploaded(wf));
+        unclip__weights_free(wf);
+    }
     unlink(path);
 
     /* A real component: the decoder's conv_in as F16 against the file. */
