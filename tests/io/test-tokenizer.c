@@ -172,6 +172,10 @@ json_raw_string(const char *raw, size_t *i)
         g_byte_array_append(b, &o, 1);
     }
     *i = k + 1;
+    /* NUL-terminate (not counted), so data is never NULL. */
+    guint8 z = 0;
+    g_byte_array_append(b, &z, 1);
+    b->len--;
     return b;
 }
 
