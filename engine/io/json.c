@@ -102,6 +102,9 @@ lex_check(const char *t, size_t n, const char *name, struct unclip_err *err)
         i++;
     if (i >= n)
         return unclip__fail(err, UNCLIP_E_FORMAT, "%s: empty, expected a JSON object", name);
+    if (n - i >= 3 && !memcmp(t + i, "\xef\xbb\xbf", 3))
+        return unclip__fail(err, UNCLIP_E_FORMAT, "%s: not a JSON object: starts with a UTF-8 "
+                            "byte order mark (save it without BOM)", name);
     if (t[i] != '{')
         return unclip__fail(err, UNCLIP_E_FORMAT,
                             "%s: not a JSON object (starts with '%c' at byte %zu)", name,

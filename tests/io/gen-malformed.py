@@ -263,7 +263,7 @@ def gen_configs(g):
     cfg("nan", json.dumps(DECODER).replace("1e-05", "NaN"), E, "unexpected word")
     cfg("not-utf8", b'{"act_fn": "s\xe9lu"}', E,
         "not UTF-8")
-    cfg("bom", "\ufeff" + json.dumps(DECODER), E, "not a JSON object")
+    cfg("bom", "\ufeff" + json.dumps(DECODER), E, "byte order mark")
     cfg("deep-nesting", '{"a": ' + "[" * 100000 + "]" * 100000 + "}", E, "nested deeper")
     cfg("dup-key", '{"layers_per_block": 2, "layers_per_block": 3}', E,
         "duplicate key 'layers_per_block'")

@@ -291,6 +291,20 @@ test_golden_models(void)
                 unclip__st_close(f);
             }
             char *vocab = NULL;
+            /* Every JSON file of the tokenizer passes the strict parser too. */
+            static const char *const tok_json[] = {"tokenizer_config.json",
+                                                   "special_tokens_map.json"};
+            for (int k = 0; k < 2 && !strcmp(comp->name, "tokenizer"); k++) {
+                char *tp = NULL;
+                struct unclip_json *j = NULL;
+                st = unclip__model_dir_file(d, "tokenizer", tok_json[k], &tp, &err);
+                if (st == UNCLIP_OK)
+                    st = unclip__json_load(tp, tok_json[k], &j, &err);
+                TU_CHECK(st == UNCLIP_OK, "%s/tokenizer/%s: %s", folders[m], tok_json[k],
+                         err.msg);
+                unclip__json_free(j);
+                unclip__free(tp);
+            }
             if (!strcmp(comp->name, "tokenizer")) {
                 st = unclip__model_dir_file(d, "tokenizer", "vocab.json", &vocab, &err);
                 TU_CHECK(st == UNCLIP_OK, "vocab.json: %s", err.msg);
