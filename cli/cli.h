@@ -13,5 +13,8 @@ struct cli_command {
 
 int cli_cmd_devices(int argc, char **argv);
 int cli_cmd_generate(int argc, char **argv);
+int cli_cmd_embed_text(int argc, char **argv);
+int cli_cmd_embed_image(int argc, char **argv);
+int cli_cmd_parity(int argc, char **argv);
 
 #endif

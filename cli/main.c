@@ -9,6 +9,12 @@ static const struct cli_command commands[] = {
     {"devices", "list Vulkan devices and the features the engine uses", cli_cmd_devices},
     {"generate", "text to image: unclip generate --model DIR --seed N -o out.png PROMPT",
      cli_cmd_generate},
+    {"embed-text", "CLIP text embeddings: unclip embed-text --model DIR -o out.safetensors "
+                   "PROMPT...", cli_cmd_embed_text},
+    {"embed-image", "CLIP image embeddings: unclip embed-image --model DIR -o out.safetensors "
+                    "IMAGE.png...", cli_cmd_embed_image},
+    {"parity", "run the engine on the golden inputs: unclip parity GOLDEN_ROOT OUT_DIR",
+     cli_cmd_parity},
 };
 
 static void

@@ -122,6 +122,7 @@ enum unclip_model_feature {
     UNCLIP_FEATURE_TEXT_TO_IMAGE = 1u << 0, /* tokenizer, text_encoder, prior, text_proj, ... */
     UNCLIP_FEATURE_IMAGE_EMBED   = 1u << 1, /* image_encoder + feature_extractor              */
     UNCLIP_FEATURE_DECODE        = 1u << 2, /* text_proj, decoder, super-resolution           */
+    UNCLIP_FEATURE_TEXT_EMBED    = 1u << 3, /* tokenizer + text_encoder                       */
 };
 
 /* Opens `dir` (borrowed). Fails with a message naming what is missing or malformed. */
@@ -141,6 +142,50 @@ struct unclip_image {
     uint8_t *pixels;
 };
 void unclip_image_clear(struct unclip_image *image); /* frees pixels, zeroes the struct */
+
+/* ---- CLIP embeddings ---------------------------------------------------------------------- */
+
+/* What the CLIP text encoder makes of n prompts, tokenized as the unCLIP pipelines do
+ * (padding to seq_len with the pad id, truncation keeping eos last; the encoder sees only
+ * input_ids). Arrays are row-major and owned by the struct: free with
+ * unclip_text_embeddings_clear(). */
+struct unclip_text_embeddings {
+    int32_t  n;                  /* prompts                                                  */
+    int32_t  seq_len;            /* tokens per prompt (77)                                   */
+    int32_t  hidden;             /* text encoder width                                       */
+    int32_t  embed_dim;          /* projection width (the CLIP embedding size)               */
+    int64_t *input_ids;          /* [n, seq_len]                                             */
+    int64_t *attention_mask;     /* [n, seq_len], 1 on bos..eos                              */
+    float   *text_embeds;        /* [n, embed_dim]: pooled (first eos) and projected          */
+    float   *last_hidden_state;  /* [n, seq_len, hidden], after the final LayerNorm          */
+    uint8_t *truncated;          /* [n], 1 when the prompt did not fit and was cut            */
+};
+void unclip_text_embeddings_clear(struct unclip_text_embeddings *e); /* frees, zeroes */
+
+/* Encodes prompts[0..n) (UTF-8, any length) in one batch. Needs UNCLIP_FEATURE_TEXT_EMBED.
+ * The tokenizer and the text encoder are loaded on first use and kept with the model.
+ * *out is written only on success. */
+unclip_status unclip_embed_text(struct unclip_model *model, const char *const *prompts, int32_t n,
+                                struct unclip_text_embeddings *out);
+
+/* What the CLIP image encoder makes of n images after CLIP preprocessing (shortest-edge
+ * bicubic resize, centre crop, normalisation; alpha dropped). Owned arrays as above. */
+struct unclip_image_embeddings {
+    int32_t  n;                  /* images                                                   */
+    int32_t  channels, size;     /* pixel_values are [n, channels, size, size]               */
+    int32_t  tokens;             /* class token + patches                                    */
+    int32_t  hidden;             /* image encoder width                                      */
+    int32_t  embed_dim;          /* projection width                                         */
+    float   *pixel_values;       /* [n, channels, size, size], the encoder input              */
+    float   *image_embeds;       /* [n, embed_dim]                                           */
+    float   *last_hidden_state;  /* [n, tokens, hidden], BEFORE post_layernorm               */
+};
+void unclip_image_embeddings_clear(struct unclip_image_embeddings *e); /* frees, zeroes */
+
+/* Encodes images[0..n) (borrowed; 1, 3 or 4 channels) in one batch. Needs
+ * UNCLIP_FEATURE_IMAGE_EMBED. *out is written only on success. */
+unclip_status unclip_embed_image(struct unclip_model *model, const struct unclip_image *images,
+                                 int32_t n, struct unclip_image_embeddings *out);
 
 /* ---- Runs --------------------------------------------------------------------------------- */
 
