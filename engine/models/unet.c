@@ -1,0 +1,1215 @@
+/* UNet2DConditionModel / UNet2DModel for the unCLIP decoder and super-resolution nets
+ * (see unet.h; math in unclip.md 2.4-2.7). */
+#include "models/unet.h"
+
+#include "core/alloc.h"
+#include "models/blocks.h"
+#include "models/weights.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NAME_LEN 256
+/* diffusers' Attention builds its GroupNorm with its own default eps, not norm_eps. */
+#define ATTN_GN_EPS 1e-5f
+/* diffusers' Timesteps use max_period 10000. */
+#define MAX_PERIOD 10000.0f
+
+/* ---- model structure ---------------------------------------------------------------------- */
+
+struct gnorm {
+    struct unclip_tensor g, b; /* [C] F32 */
+    int32_t groups;
+    float eps;
+};
+
+struct conv {
+    struct unclip_tensor w; /* [Cout, Cin, k, k], device weight dtype */
+    struct unclip_tensor b; /* [Cout] F32                              */
+    int32_t k;
+};
+
+/* diffusers ResnetBlock2D (unclip.md 2.4). */
+struct resnet {
+    int32_t cin, cout;
+    int32_t resample; /* -1: avg-pool 2x (down), +1: nearest 2x (up), 0: none */
+    float out_scale;  /* output_scale_factor: out = (x + h) / out_scale        */
+    bool scale_shift;
+    struct gnorm n1, n2;
+    struct conv c1, c2;
+    struct conv sc; /* conv_shortcut, w.buf NULL when cin == cout */
+    struct unclip_lin temb; /* time_emb_proj: [cout or 2 cout, time_dim] */
+};
+
+/* diffusers Attention with AttnAddedKVProcessor (unclip.md 2.5). */
+struct attn {
+    int32_t c, heads, head_dim, inner, cross;
+    bool only_cross;
+    float scale;
+    struct gnorm gn;
+    struct unclip_lin qkv; /* to_q, to_k, to_v packed: [3 inner, c] (only to_q: [inner, c]) */
+    struct unclip_lin kv;  /* add_k_proj, add_v_proj packed: [2 inner, cross]               */
+    struct unclip_lin out; /* to_out.0: [c, inner]                                         */
+};
+
+struct block {
+    int32_t n;            /* resnets (and attentions when att != NULL) */
+    struct resnet *res;   /* n, owned                                   */
+    struct attn *att;     /* n or NULL, owned                           */
+    bool has_sampler;
+    struct resnet sampler; /* downsamplers.0 / upsamplers.0              */
+};
+
+/* Activation workspace: see unet.h. */
+struct ws_item {
+    int64_t numel;
+    int32_t t0, t1;  /* acquire and release times (clock ticks)   */
+    int32_t slot;
+    int32_t next;    /* next item sharing the slot, -1 ends        */
+};
+
+struct workspace {
+    bool planned;
+    int64_t key[5]; /* B, H, W, T, has mask */
+    struct ws_item *items;
+    int32_t n_items, cap;
+    struct unclip_tensor *slots;
+    int64_t *slot_numel;
+    int32_t *slot_first;
+    int32_t n_slots;
+    uint64_t bytes;
+    float *host_t;    /* [B] timesteps            */
+    float *host_bias; /* [B * T] key bias         */
+};
+
+struct unclip_unet {
+    struct unclip_vk *vk; /* borrowed */
+    struct unclip_unet_config cfg;
+    char config_name[NAME_LEN];
+    struct conv conv_in, conv_out;
+    struct unclip_lin t1, t2; /* time_embedding.linear_1 / linear_2 */
+    struct unclip_lin hid;    /* encoder_hid_proj (w.buf NULL when absent) */
+    struct block down[UNCLIP_UNET_MAX_BLOCKS], up[UNCLIP_UNET_MAX_BLOCKS];
+    struct resnet mid_res[2];
+    struct attn mid_att;
+    struct gnorm norm_out;
+    int32_t max_skips;
+    struct workspace ws;
+};
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+static void
+gn_free(struct gnorm *g)
+{
+    unclip__tensor_free(&g->g);
+    unclip__tensor_free(&g->b);
+}
+
+static void
+conv_free(struct conv *c)
+{
+    unclip__tensor_free(&c->w);
+    unclip__tensor_free(&c->b);
+}
+
+static void
+resnet_free(struct resnet *r)
+{
+    gn_free(&r->n1);
+    gn_free(&r->n2);
+    conv_free(&r->c1);
+    conv_free(&r->c2);
+    conv_free(&r->sc);
+    unclip__lin_free(&r->temb);
+}
+
+static void
+attn_free(struct attn *a)
+{
+    gn_free(&a->gn);
+    unclip__lin_free(&a->qkv);
+    unclip__lin_free(&a->kv);
+    unclip__lin_free(&a->out);
+}
+
+static void
+block_free(struct block *b)
+{
+    for (int32_t i = 0; i < b->n; i++) {
+        if (b->res)
+            resnet_free(&b->res[i]);
+        if (b->att)
+            attn_free(&b->att[i]);
+    }
+    unclip__free(b->res);
+    unclip__free(b->att);
+    if (b->has_sampler)
+        resnet_free(&b->sampler);
+    memset(b, 0, sizeof *b);
+}
+
+static uint64_t
+tb(const struct unclip_tensor *t)
+{
+    return t->buf ? unclip__tensor_bytes(t) : 0;
+}
+
+static uint64_t
+lin_bytes(const struct unclip_lin *l)
+{
+    return tb(&l->w) + tb(&l->b);
+}
+
+static uint64_t
+resnet_bytes(const struct resnet *r)
+{
+    return tb(&r->n1.g) + tb(&r->n1.b) + tb(&r->n2.g) + tb(&r->n2.b) + tb(&r->c1.w) +
+           tb(&r->c1.b) + tb(&r->c2.w) + tb(&r->c2.b) + tb(&r->sc.w) + tb(&r->sc.b) +
+           lin_bytes(&r->temb);
+}
+
+static uint64_t
+attn_bytes(const struct attn *a)
+{
+    return tb(&a->gn.g) + tb(&a->gn.b) + lin_bytes(&a->qkv) + lin_bytes(&a->kv) +
+           lin_bytes(&a->out);
+}
+
+static uint64_t
+block_bytes(const struct block *b)
+{
+    uint64_t n = 0;
+    for (int32_t i = 0; i < b->n; i++) {
+        n += b->res ? resnet_bytes(&b->res[i]) : 0;
+        n += b->att ? attn_bytes(&b->att[i]) : 0;
+    }
+    return n + (b->has_sampler ? resnet_bytes(&b->sampler) : 0);
+}
+
+static unclip_status
+name_fmt(char *buf, const char *prefix, const char *suffix, struct unclip_err *err)
+{
+    int n = snprintf(buf, NAME_LEN, "%s%s", prefix, suffix);
+    if (n < 0 || n >= NAME_LEN)
+        return unclip__fail(err, UNCLIP_E_INTERNAL, "tensor name '%s%s' too long", prefix,
+                            suffix);
+    return UNCLIP_OK;
+}
+
+static unclip_status
+gn_load(struct unclip_weights *w, const char *prefix, int32_t c, int32_t groups, float eps,
+        struct gnorm *g, struct unclip_err *err)
+{
+    char key[NAME_LEN];
+    int64_t shape[1] = {c};
+    unclip_status st = name_fmt(key, prefix, ".weight", err);
+    if (st == UNCLIP_OK)
+        st = unclip__weights_get_as(w, key, 1, shape, UNCLIP_DT_F32, &g->g, err);
+    if (st == UNCLIP_OK)
+        st = name_fmt(key, prefix, ".bias", err);
+    if (st == UNCLIP_OK)
+        st = unclip__weights_get_as(w, key, 1, shape, UNCLIP_DT_F32, &g->b, err);
+    g->groups = groups;
+    g->eps = eps;
+    return st;
+}
+
+static unclip_status
+conv_load(struct unclip_weights *w, const char *prefix, int32_t cout, int32_t cin, int32_t k,
+          struct conv *c, struct unclip_err *err)
+{
+    char key[NAME_LEN];
+    int64_t wshape[4] = {cout, cin, k, k}, bshape[1] = {cout};
+    unclip_status st = name_fmt(key, prefix, ".weight", err);
+    if (st == UNCLIP_OK)
+        st = unclip__weights_get(w, key, 4, wshape, &c->w, err);
+    if (st == UNCLIP_OK)
+        st = name_fmt(key, prefix, ".bias", err);
+    if (st == UNCLIP_OK)
+        st = unclip__weights_get_as(w, key, 1, bshape, UNCLIP_DT_F32, &c->b, err);
+    c->k = k;
+    return st;
+}
+
+static unclip_status
+lin_load(struct unclip_weights *w, const char *prefix, const char *sub, int32_t in,
+         int32_t out, struct unclip_lin *l, struct unclip_err *err)
+{
+    char key[NAME_LEN];
+    unclip_status st = name_fmt(key, prefix, sub, err);
+    if (st == UNCLIP_OK)
+        st = unclip__lin_load(w, key, in, out, true, l, err);
+    return st;
+}
+
+static unclip_status
+resnet_load(struct unclip_weights *w, const struct unclip_unet_config *c, const char *prefix,
+            int32_t cin, int32_t cout, int32_t resample, float out_scale, struct resnet *r,
+            struct unclip_err *err)
+{
+    char p[NAME_LEN];
+    unclip_status st;
+    r->cin = cin;
+    r->cout = cout;
+    r->resample = resample;
+    r->out_scale = out_scale;
+    r->scale_shift = c->scale_shift;
+    if (cin % c->groups != 0)
+        return unclip__fail(err, UNCLIP_E_MODEL,
+                            "%s: %d input channels are not a multiple of norm_num_groups %d",
+                            prefix, (int)cin, (int)c->groups);
+    if ((st = name_fmt(p, prefix, ".norm1", err)) ||
+        (st = gn_load(w, p, cin, c->groups, c->eps, &r->n1, err)) ||
+        (st = name_fmt(p, prefix, ".conv1", err)) ||
+        (st = conv_load(w, p, cout, cin, 3, &r->c1, err)) ||
+        (st = lin_load(w, prefix, ".time_emb_proj", c->time_dim,
+                       c->scale_shift ? 2 * cout : cout, &r->temb, err)) ||
+        (st = name_fmt(p, prefix, ".norm2", err)) ||
+        (st = gn_load(w, p, cout, c->groups, c->eps, &r->n2, err)) ||
+        (st = name_fmt(p, prefix, ".conv2", err)) ||
+        (st = conv_load(w, p, cout, cout, 3, &r->c2, err)))
+        return st;
+    if (cin != cout && ((st = name_fmt(p, prefix, ".conv_shortcut", err)) ||
+                        (st = conv_load(w, p, cout, cin, 1, &r->sc, err))))
+        return st;
+    return UNCLIP_OK;
+}
+
+static unclip_status
+attn_load(struct unclip_vk *vk, struct unclip_weights *w, const char *prefix, int32_t c,
+          int32_t head_dim, int32_t cross, int32_t groups, bool only_cross, struct attn *a,
+          struct unclip_err *err)
+{
+    char names[3][NAME_LEN], p[NAME_LEN];
+    unclip_status st;
+    a->c = c;
+    a->head_dim = head_dim;
+    a->heads = c / head_dim;
+    a->inner = a->heads * head_dim;
+    a->cross = cross;
+    a->only_cross = only_cross;
+    /* torch: dim_head ** -0.5 in double, used as a float. */
+    a->scale = (float)(1.0 / sqrt((double)head_dim));
+    if (a->heads < 1)
+        return unclip__fail(err, UNCLIP_E_MODEL,
+                            "%s: attention_head_dim %d is larger than the block's %d channels",
+                            prefix, (int)head_dim, (int)c);
+    if ((st = name_fmt(p, prefix, ".group_norm", err)) ||
+        (st = gn_load(w, p, c, groups, ATTN_GN_EPS, &a->gn, err)))
+        return st;
+    const char *pn[3] = {names[0], names[1], names[2]};
+    if ((st = name_fmt(names[0], prefix, ".to_q", err)) ||
+        (st = name_fmt(names[1], prefix, ".to_k", err)) ||
+        (st = name_fmt(names[2], prefix, ".to_v", err)) ||
+        (st = unclip__lin_load_packed(vk, w, pn, only_cross ? 1 : 3, c, a->inner, true, &a->qkv,
+                                      err)))
+        return st;
+    if ((st = name_fmt(names[0], prefix, ".add_k_proj", err)) ||
+        (st = name_fmt(names[1], prefix, ".add_v_proj", err)) ||
+        (st = unclip__lin_load_packed(vk, w, pn, 2, cross, a->inner, true, &a->kv, err)) ||
+        (st = lin_load(w, prefix, ".to_out.0", a->inner, c, &a->out, err)))
+        return st;
+    return UNCLIP_OK;
+}
+
+/* Number of skip tensors the down path pushes. */
+static int32_t
+count_skips(const struct unclip_unet_config *c)
+{
+    int32_t n = 1;
+    for (int32_t i = 0; i < c->n_blocks; i++)
+        n += c->layers[i] + (i < c->n_blocks - 1 ? 1 : 0);
+    return n;
+}
+
+static unclip_status
+unet_build(struct unclip_unet *u, struct unclip_weights *w, struct unclip_err *err)
+{
+    const struct unclip_unet_config *c = &u->cfg;
+    struct unclip_vk *vk = u->vk;
+    int32_t nb = c->n_blocks;
+    char p[NAME_LEN];
+    unclip_status st;
+
+    if ((st = conv_load(w, "conv_in", c->block_out[0], c->in_channels, c->conv_in_k,
+                        &u->conv_in, err)) ||
+        (st = unclip__lin_load(w, "time_embedding.linear_1", c->time_in, c->time_dim, true,
+                               &u->t1, err)) ||
+        (st = unclip__lin_load(w, "time_embedding.linear_2", c->time_dim, c->time_dim, true,
+                               &u->t2, err)))
+        return st;
+    int32_t cross0 = c->cross_dim[0];
+    if (c->encoder_hid_dim > 0 &&
+        (st = unclip__lin_load(w, "encoder_hid_proj", c->encoder_hid_dim, cross0, true, &u->hid,
+                               err)))
+        return st;
+
+    /* Down path. */
+    int32_t cout = c->block_out[0];
+    for (int32_t i = 0; i < nb; i++) {
+        struct block *b = &u->down[i];
+        int32_t cin = cout;
+        cout = c->block_out[i];
+        b->res = unclip__calloc((size_t)c->layers[i], sizeof *b->res);
+        b->att = c->down_attn[i] ? unclip__calloc((size_t)c->layers[i], sizeof *b->att) : NULL;
+        if (!b->res || (c->down_attn[i] && !b->att))
+            return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+        b->n = c->layers[i];
+        for (int32_t j = 0; j < b->n; j++) {
+            snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", (int)i, (int)j);
+            if ((st = resnet_load(w, c, p, j == 0 ? cin : cout, cout, 0, c->resnet_out_scale,
+                                  &b->res[j], err)))
+                return st;
+            if (b->att) {
+                snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", (int)i, (int)j);
+                if ((st = attn_load(vk, w, p, cout, c->head_dim[i], c->cross_dim[i], c->groups,
+                                    c->only_cross[i], &b->att[j], err)))
+                    return st;
+            }
+        }
+        if (i < nb - 1) {
+            b->has_sampler = true;
+            snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0", (int)i);
+            if ((st = resnet_load(w, c, p, cout, cout, -1, c->resnet_out_scale, &b->sampler,
+                                  err)))
+                return st;
+        }
+    }
+
+    /* Mid block. */
+    int32_t cm = c->block_out[nb - 1];
+    if (c->has_mid) {
+        for (int32_t j = 0; j < 2; j++) {
+            snprintf(p, sizeof p, "mid_block.resnets.%d", (int)j);
+            if ((st = resnet_load(w, c, p, cm, cm, 0, c->mid_scale, &u->mid_res[j], err)))
+                return st;
+        }
+        if (c->mid_attn &&
+            (st = attn_load(vk, w, "mid_block.attentions.0", cm, c->head_dim[nb - 1],
+                            c->cross_dim[nb - 1], c->groups, c->mid_only_cross, &u->mid_att,
+                            err)))
+            return st;
+    }
+
+    /* Up path: block i runs at the resolution of down block nb-1-i. */
+    cout = c->block_out[nb - 1];
+    for (int32_t i = 0; i < nb; i++) {
+        struct block *b = &u->up[i];
+        int32_t ri = nb - 1 - i;
+        int32_t prev = cout;
+        cout = c->block_out[ri];
+        int32_t cin_skip = c->block_out[ri > 0 ? ri - 1 : 0];
+        int32_t n = c->layers[ri] + 1;
+        b->res = unclip__calloc((size_t)n, sizeof *b->res);
+        b->att = c->up_attn[i] ? unclip__calloc((size_t)n, sizeof *b->att) : NULL;
+        if (!b->res || (c->up_attn[i] && !b->att))
+            return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+        b->n = n;
+        for (int32_t j = 0; j < n; j++) {
+            int32_t skip = j == n - 1 ? cin_skip : cout;
+            int32_t rin = j == 0 ? prev : cout;
+            snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", (int)i, (int)j);
+            if ((st = resnet_load(w, c, p, rin + skip, cout, 0, c->resnet_out_scale, &b->res[j],
+                                  err)))
+                return st;
+            if (b->att) {
+                /* diffusers indexes attention_head_dim unreversed for up blocks, while the
+                 * cross-attention width and only_cross_attention are reversed. */
+                snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", (int)i, (int)j);
+                if ((st = attn_load(vk, w, p, cout, c->head_dim[i], c->cross_dim[ri], c->groups,
+                                    c->only_cross[ri], &b->att[j], err)))
+                    return st;
+            }
+        }
+        if (i < nb - 1) {
+            b->has_sampler = true;
+            snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0", (int)i);
+            if ((st = resnet_load(w, c, p, cout, cout, +1, c->resnet_out_scale, &b->sampler,
+                                  err)))
+                return st;
+        }
+    }
+
+    if ((st = gn_load(w, "conv_norm_out", c->block_out[0], c->groups_out, c->eps, &u->norm_out,
+                      err)) ||
+        (st = conv_load(w, "conv_out", c->out_channels, c->block_out[0], c->conv_out_k,
+                        &u->conv_out, err)))
+        return st;
+    u->max_skips = count_skips(c);
+    return unclip__weights_check_all_used(w, err);
+}
+
+unclip_status
+unclip__unet_load_files(struct unclip_vk *vk, const char *config_path, const char *config_name,
+                        const char *weights_path, const char *weights_name,
+                        const struct unclip_unet_opts *opts, struct unclip_unet **out,
+                        struct unclip_err *err)
+{
+    if (!vk || !config_path || !weights_path || !out)
+        return unclip__fail(err, UNCLIP_E_ARG, "unet: NULL argument");
+    struct unclip_json *j = NULL;
+    unclip_status st = unclip__json_load(config_path, config_name, &j, err);
+    if (st != UNCLIP_OK)
+        return st;
+    struct unclip_unet *u = unclip__calloc(1, sizeof *u);
+    if (!u) {
+        unclip__json_free(j);
+        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+    }
+    u->vk = vk;
+    snprintf(u->config_name, sizeof u->config_name, "%s", unclip__json_name(j));
+    st = unclip__unet_config_read(j, &u->cfg, err);
+    unclip__json_free(j);
+    if (st != UNCLIP_OK) {
+        unclip__free(u);
+        return st;
+    }
+    struct unclip_weights *w = NULL;
+    struct unclip_weights_opts wo = {.fp32 = opts && opts->fp32};
+    st = unclip__weights_open(vk, weights_path, weights_name, &wo, &w, err);
+    if (st == UNCLIP_OK) {
+        st = unet_build(u, w, err);
+        if (st == UNCLIP_E_MODEL)
+            unclip__err_append(err, "sizes from %s", u->config_name);
+    }
+    unclip__weights_free(w);
+    if (st != UNCLIP_OK) {
+        unclip__unet_free(u);
+        return st;
+    }
+    *out = u;
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__unet_load(struct unclip_vk *vk, const struct unclip_model_dir *dir, const char *name,
+                  const struct unclip_unet_opts *opts, struct unclip_unet **out,
+                  struct unclip_err *err)
+{
+    char *cpath = NULL, *wpath = NULL;
+    unclip_status st = unclip__model_dir_config_path(dir, name, &cpath, err);
+    if (st == UNCLIP_OK)
+        st = unclip__model_dir_weights_path(dir, name, &wpath, err);
+    if (st == UNCLIP_OK) {
+        char cname[NAME_LEN], wname[NAME_LEN];
+        const char *cb = strrchr(cpath, '/'), *wb = strrchr(wpath, '/');
+        snprintf(cname, sizeof cname, "%s/%s", name, cb ? cb + 1 : cpath);
+        snprintf(wname, sizeof wname, "%s/%s", name, wb ? wb + 1 : wpath);
+        st = unclip__unet_load_files(vk, cpath, cname, wpath, wname, opts, out, err);
+    }
+    unclip__free(cpath);
+    unclip__free(wpath);
+    return st;
+}
+
+static void ws_release(struct workspace *ws);
+
+void
+unclip__unet_free(struct unclip_unet *u)
+{
+    if (!u)
+        return;
+    ws_release(&u->ws);
+    unclip__free(u->ws.items);
+    conv_free(&u->conv_in);
+    conv_free(&u->conv_out);
+    unclip__lin_free(&u->t1);
+    unclip__lin_free(&u->t2);
+    unclip__lin_free(&u->hid);
+    for (int32_t i = 0; i < UNCLIP_UNET_MAX_BLOCKS; i++) {
+        block_free(&u->down[i]);
+        block_free(&u->up[i]);
+    }
+    resnet_free(&u->mid_res[0]);
+    resnet_free(&u->mid_res[1]);
+    attn_free(&u->mid_att);
+    gn_free(&u->norm_out);
+    unclip__free(u);
+}
+
+const struct unclip_unet_config *
+unclip__unet_config(const struct unclip_unet *u)
+{
+    return &u->cfg;
+}
+
+uint64_t
+unclip__unet_weight_bytes(const struct unclip_unet *u)
+{
+    uint64_t n = tb(&u->conv_in.w) + tb(&u->conv_in.b) + tb(&u->conv_out.w) +
+                 tb(&u->conv_out.b) + lin_bytes(&u->t1) + lin_bytes(&u->t2) +
+                 lin_bytes(&u->hid) + tb(&u->norm_out.g) + tb(&u->norm_out.b) +
+                 resnet_bytes(&u->mid_res[0]) + resnet_bytes(&u->mid_res[1]) +
+                 attn_bytes(&u->mid_att);
+    for (int32_t i = 0; i < UNCLIP_UNET_MAX_BLOCKS; i++)
+        n += block_bytes(&u->down[i]) + block_bytes(&u->up[i]);
+    return n;
+}
+
+/* ---- workspace ---------------------------------------------------------------------------- */
+
+/* A workspace tensor handle: the tensor (whose buffer belongs to a workspace slot) and its
+ * item index; id -1 means "not from the workspace" (borrowed from the caller). */
+struct wt {
+    struct unclip_tensor t;
+    int32_t id;
+};
+
+/* One forward: in the planning pass (plan = true) nothing is recorded on the device; the
+ * pass only records the acquire/release sequence. */
+struct run {
+    struct unclip_unet *u;
+    struct unclip_vk *vk;
+    bool plan;
+    int32_t clock;
+    int32_t next; /* run pass: next item */
+    int32_t batch, ctx_len;
+    const struct unclip_tensor *ctx; /* [B, T, cross] after encoder_hid_proj */
+    const struct unclip_tensor *bias; /* [B, T] or NULL                       */
+    const struct unclip_tensor *emb_act; /* [B, time_dim] what time_emb_proj reads */
+    struct wt *skips;
+    int32_t n_skips;
+};
+
+#define RUN(r, call) ((r)->plan ? UNCLIP_OK : (call))
+
+static void
+ws_release(struct workspace *ws)
+{
+    for (int32_t i = 0; i < ws->n_slots; i++)
+        unclip__tensor_free(&ws->slots[i]);
+    unclip__free(ws->slots);
+    unclip__free(ws->slot_numel);
+    unclip__free(ws->slot_first);
+    unclip__free(ws->host_t);
+    unclip__free(ws->host_bias);
+    ws->slots = NULL;
+    ws->slot_numel = NULL;
+    ws->slot_first = NULL;
+    ws->host_t = ws->host_bias = NULL;
+    ws->n_slots = 0;
+    ws->n_items = 0;
+    ws->bytes = 0;
+    ws->planned = false;
+}
+
+void
+unclip__unet_release_workspace(struct unclip_unet *u)
+{
+    if (u)
+        ws_release(&u->ws);
+}
+
+uint64_t
+unclip__unet_workspace_bytes(const struct unclip_unet *u)
+{
+    return u->ws.bytes;
+}
+
+static unclip_status
+ws_get(struct run *r, struct wt *h, int32_t ndim, const int64_t *shape)
+{
+    struct workspace *ws = &r->u->ws;
+    memset(h, 0, sizeof *h);
+    h->id = -1;
+    h->t.dtype = UNCLIP_DT_F32;
+    h->t.ndim = ndim;
+    int64_t n = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        h->t.shape[i] = shape[i];
+        n *= shape[i];
+    }
+    if (r->plan) {
+        if (ws->n_items == ws->cap) {
+            int32_t cap = ws->cap ? 2 * ws->cap : 256;
+            struct ws_item *it = unclip__realloc(ws->items, (size_t)cap * sizeof *it);
+            if (!it)
+                return unclip__fail(unclip__vk_err(r->vk), UNCLIP_E_NOMEM,
+                                    "unet: out of host memory");
+            ws->items = it;
+            ws->cap = cap;
+        }
+        struct ws_item *it = &ws->items[ws->n_items];
+        it->numel = n;
+        it->t0 = r->clock++;
+        it->t1 = INT32_MAX;
+        it->slot = -1;
+        it->next = -1;
+        h->id = ws->n_items++;
+        return UNCLIP_OK;
+    }
+    if (r->next >= ws->n_items || ws->items[r->next].numel != n)
+        return unclip__fail(unclip__vk_err(r->vk), UNCLIP_E_INTERNAL,
+                            "unet: workspace plan mismatch at tensor %d", (int)r->next);
+    h->id = r->next;
+    h->t.buf = ws->slots[ws->items[r->next].slot].buf;
+    r->next++;
+    r->clock++;
+    return UNCLIP_OK;
+}
+
+static void
+ws_put(struct run *r, struct wt *h)
+{
+    if (h->id < 0)
+        return;
+    if (r->plan)
+        r->u->ws.items[h->id].t1 = r->clock;
+    r->clock++;
+    h->id = -1;
+    h->t.buf = NULL;
+}
+
+/* Packs the planned items into slots: biggest first, each into the smallest existing slot
+ * whose items' lifetimes it does not overlap, else into a new slot of its size. */
+static unclip_status
+ws_assign(struct unclip_unet *u)
+{
+    struct workspace *ws = &u->ws;
+    struct unclip_err *err = unclip__vk_err(u->vk);
+    int32_t n = ws->n_items;
+    int32_t *order = unclip__calloc(n ? (size_t)n : 1, sizeof *order);
+    ws->slot_numel = unclip__calloc(n ? (size_t)n : 1, sizeof *ws->slot_numel);
+    ws->slot_first = unclip__calloc(n ? (size_t)n : 1, sizeof *ws->slot_first);
+    if (!order || !ws->slot_numel || !ws->slot_first) {
+        unclip__free(order);
+        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+    }
+    for (int32_t i = 0; i < n; i++)
+        order[i] = i;
+    /* Insertion sort by size, descending; ties keep acquisition order (n is a few hundred). */
+    for (int32_t i = 1; i < n; i++) {
+        int32_t v = order[i], k = i - 1;
+        while (k >= 0 && ws->items[order[k]].numel < ws->items[v].numel) {
+            order[k + 1] = order[k];
+            k--;
+        }
+        order[k + 1] = v;
+    }
+    int32_t n_slots = 0;
+    for (int32_t oi = 0; oi < n; oi++) {
+        struct ws_item *it = &ws->items[order[oi]];
+        int32_t best = -1;
+        for (int32_t s = 0; s < n_slots; s++) {
+            if (ws->slot_numel[s] < it->numel ||
+                (best >= 0 && ws->slot_numel[s] >= ws->slot_numel[best]))
+                continue;
+            bool clash = false;
+            for (int32_t k = ws->slot_first[s]; k >= 0 && !clash; k = ws->items[k].next)
+                clash = !(ws->items[k].t1 < it->t0 || it->t1 < ws->items[k].t0);
+            if (!clash)
+                best = s;
+        }
+        if (best < 0) {
+            best = n_slots++;
+            ws->slot_numel[best] = it->numel;
+            ws->slot_first[best] = -1;
+        }
+        it->slot = best;
+        it->next = ws->slot_first[best];
+        ws->slot_first[best] = order[oi];
+    }
+    unclip__free(order);
+    ws->slots = unclip__calloc(n_slots ? (size_t)n_slots : 1, sizeof *ws->slots);
+    if (!ws->slots)
+        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+    ws->n_slots = n_slots;
+    for (int32_t s = 0; s < n_slots; s++) {
+        int64_t shape[1] = {ws->slot_numel[s]};
+        unclip_status st = unclip__tensor_new(u->vk, UNCLIP_DT_F32, 1, shape, &ws->slots[s]);
+        if (st != UNCLIP_OK)
+            return st;
+        ws->bytes += unclip__tensor_bytes(&ws->slots[s]);
+    }
+    return UNCLIP_OK;
+}
+
+/* ---- forward pieces ----------------------------------------------------------------------- */
+
+static unclip_status
+run_conv(struct run *r, const struct conv *c, const struct unclip_tensor *x,
+         const struct unclip_tensor *residual, struct unclip_tensor *y)
+{
+    return RUN(r, unclip__op_conv2d(r->vk, x, &c->w, &c->b, 1, (c->k - 1) / 2, residual, y));
+}
+
+static unclip_status
+run_gn(struct run *r, const struct gnorm *g, const struct unclip_tensor *x,
+       const struct unclip_tensor *scale_shift, bool silu, struct unclip_tensor *y)
+{
+    return RUN(r, unclip__op_group_norm(r->vk, x, &g->g, &g->b, g->groups, g->eps, scale_shift,
+                                        silu, y));
+}
+
+/* [B, C, S] <-> [B, S, C] (src_c / src_s: the source's two inner sizes). */
+static unclip_status
+run_transpose(struct run *r, const struct unclip_tensor *src, int64_t batch, int64_t rows,
+              int64_t cols, struct unclip_tensor *dst)
+{
+    /* src viewed as [B, rows, cols]; dst as [B, cols, rows]. */
+    struct unclip_copy_desc d = {
+        .shape = {batch, cols, rows, 1},
+        .src_off = 0,
+        .src_stride = {rows * cols, 1, cols, 0},
+        .dst_off = 0,
+        .dst_stride = {rows * cols, rows, 1, 0},
+    };
+    return RUN(r, unclip__op_copy(r->vk, src, dst, &d));
+}
+
+/* out = ResnetBlock2D(x). consume: x is released as soon as it is no longer needed. */
+static unclip_status
+resnet_run(struct run *r, const struct resnet *rs, struct wt *x, bool consume, struct wt *out)
+{
+    int64_t b = x->t.shape[0], h = x->t.shape[2], w = x->t.shape[3];
+    unclip_status st;
+    struct wt n1, xs = {.id = -1}, c1, e;
+    struct wt *xr = x; /* the skip path's input (resampled when resampling) */
+
+    if ((st = ws_get(r, &n1, 4, x->t.shape)) ||
+        (st = run_gn(r, &rs->n1, &x->t, NULL, true, &n1.t)))
+        return st;
+    if (rs->resample) {
+        int64_t h2 = rs->resample > 0 ? 2 * h : h / 2, w2 = rs->resample > 0 ? 2 * w : w / 2;
+        int64_t shape[4] = {b, rs->cin, h2, w2};
+        struct wt t;
+        if ((st = ws_get(r, &t, 4, shape)) ||
+            (st = RUN(r, rs->resample > 0 ? unclip__op_upsample2x(r->vk, &n1.t, &t.t)
+                                          : unclip__op_avgpool2x(r->vk, &n1.t, &t.t))))
+            return st;
+        ws_put(r, &n1);
+        n1 = t;
+        if ((st = ws_get(r, &xs, 4, shape)) ||
+            (st = RUN(r, rs->resample > 0 ? unclip__op_upsample2x(r->vk, &x->t, &xs.t)
+                                          : unclip__op_avgpool2x(r->vk, &x->t, &xs.t))))
+            return st;
+        if (consume)
+            ws_put(r, x);
+        xr = &xs;
+        h = h2;
+        w = w2;
+    }
+    int64_t oshape[4] = {b, rs->cout, h, w};
+    if ((st = ws_get(r, &c1, 4, oshape)) || (st = run_conv(r, &rs->c1, &n1.t, NULL, &c1.t)))
+        return st;
+    ws_put(r, &n1);
+    int64_t eshape[2] = {b, rs->scale_shift ? 2 * rs->cout : rs->cout};
+    if ((st = ws_get(r, &e, 2, eshape)) ||
+        (st = RUN(r, unclip__lin_run(r->vk, &rs->temb, r->emb_act, NULL, &e.t))))
+        return st;
+    if (rs->scale_shift) {
+        st = run_gn(r, &rs->n2, &c1.t, &e.t, true, &c1.t);
+    } else {
+        struct unclip_tensor ev = e.t;
+        ev.ndim = 4;
+        ev.shape[0] = b;
+        ev.shape[1] = rs->cout;
+        ev.shape[2] = ev.shape[3] = 1;
+        st = RUN(r, unclip__op_binary(r->vk, UNCLIP_BIN_ADD, &c1.t, &ev, &c1.t));
+        if (st == UNCLIP_OK)
+            st = run_gn(r, &rs->n2, &c1.t, NULL, true, &c1.t);
+    }
+    if (st != UNCLIP_OK)
+        return st;
+    ws_put(r, &e);
+    if ((st = ws_get(r, out, 4, oshape)))
+        return st;
+    if (rs->sc.w.buf) {
+        /* out = conv_shortcut(x), then out += conv2(h) through the residual-in-y path. */
+        if ((st = run_conv(r, &rs->sc, &xr->t, NULL, &out->t)))
+            return st;
+        if (xr == &xs)
+            ws_put(r, &xs);
+        else if (consume)
+            ws_put(r, x);
+        st = run_conv(r, &rs->c2, &c1.t, &out->t, &out->t);
+    } else {
+        st = run_conv(r, &rs->c2, &c1.t, &xr->t, &out->t);
+        if (xr == &xs)
+            ws_put(r, &xs);
+        else if (consume)
+            ws_put(r, x);
+    }
+    if (st != UNCLIP_OK)
+        return st;
+    ws_put(r, &c1);
+    if (rs->out_scale != 1.0f)
+        st = RUN(r, unclip__op_unary(r->vk, &out->t, UNCLIP_ACT_NONE, 1.0f / rs->out_scale, 0.0f,
+                                     0.0f, 0.0f, &out->t));
+    return st;
+}
+
+/* out = x + to_out(attention(...)) (AttnAddedKVProcessor). x is not released. */
+static unclip_status
+attn_run(struct run *r, const struct attn *a, struct wt *x, struct wt *out)
+{
+    int64_t b = x->t.shape[0], c = a->c, hw = x->t.shape[2] * x->t.shape[3];
+    int64_t inner = a->inner, np = a->only_cross ? 1 : 3, t = r->ctx_len;
+    unclip_status st;
+    struct wt n, nt, qkv, kv, o, p;
+    int64_t s_bcs[3] = {b, c, hw}, s_bsc[3] = {b, hw, c};
+    if ((st = ws_get(r, &n, 3, s_bcs)) ||
+        (st = run_gn(r, &a->gn, &x->t, NULL, false, &n.t)) ||
+        (st = ws_get(r, &nt, 3, s_bsc)) ||
+        (st = run_transpose(r, &n.t, b, c, hw, &nt.t)))
+        return st;
+    ws_put(r, &n);
+    int64_t s_qkv[3] = {b, hw, np * inner}, s_kv[3] = {b, t, 2 * inner};
+    if ((st = ws_get(r, &qkv, 3, s_qkv)) ||
+        (st = RUN(r, unclip__lin_run(r->vk, &a->qkv, &nt.t, NULL, &qkv.t))))
+        return st;
+    ws_put(r, &nt);
+    if ((st = ws_get(r, &kv, 3, s_kv)) ||
+        (st = RUN(r, unclip__lin_run(r->vk, &a->kv, r->ctx, NULL, &kv.t))))
+        return st;
+    int64_t s_o[3] = {b, hw, inner};
+    if ((st = ws_get(r, &o, 3, s_o)))
+        return st;
+    if (!r->plan) {
+        /* Keys and values: the context's first (masked by the key bias), then the map's. */
+        struct unclip_attn_desc d = {
+            .batch = (int32_t)b,
+            .n_heads = a->heads,
+            .head_dim = a->head_dim,
+            .scale = a->scale,
+            .causal = false,
+            .q = {&qkv.t, 0, np * inner, hw * np * inner, (int32_t)hw},
+            .k1 = {&kv.t, 0, 2 * inner, t * 2 * inner, (int32_t)t},
+            .v1 = {&kv.t, inner, 2 * inner, t * 2 * inner, (int32_t)t},
+            .key_bias = r->bias,
+        };
+        if (!a->only_cross) {
+            d.k2 = (struct unclip_seq){&qkv.t, inner, 3 * inner, hw * 3 * inner, (int32_t)hw};
+            d.v2 = (struct unclip_seq){&qkv.t, 2 * inner, 3 * inner, hw * 3 * inner,
+                                       (int32_t)hw};
+        }
+        if ((st = unclip__op_attention(r->vk, &d, &o.t)))
+            return st;
+    }
+    ws_put(r, &qkv);
+    ws_put(r, &kv);
+    if ((st = ws_get(r, &p, 3, s_bsc)) ||
+        (st = RUN(r, unclip__lin_run(r->vk, &a->out, &o.t, NULL, &p.t))))
+        return st;
+    ws_put(r, &o);
+    if ((st = ws_get(r, out, 4, x->t.shape)) ||
+        (st = run_transpose(r, &p.t, b, hw, c, &out->t)))
+        return st;
+    ws_put(r, &p);
+    return RUN(r, unclip__op_binary(r->vk, UNCLIP_BIN_ADD, &out->t, &x->t, &out->t));
+}
+
+static unclip_status
+push_skip(struct run *r, struct wt *h)
+{
+    if (r->n_skips >= r->u->max_skips)
+        return unclip__fail(unclip__vk_err(r->vk), UNCLIP_E_INTERNAL, "unet: skip stack full");
+    r->skips[r->n_skips++] = *h;
+    return UNCLIP_OK;
+}
+
+/* The whole network on already checked inputs. */
+static unclip_status
+unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tensor *out)
+{
+    struct unclip_unet *u = r->u;
+    const struct unclip_unet_config *c = &u->cfg;
+    struct workspace *ws = &u->ws;
+    struct unclip_vk *vk = r->vk;
+    int64_t b = r->batch, hh = in->sample->shape[2], ww = in->sample->shape[3];
+    unclip_status st;
+    bool class_add = c->class_embed == UNCLIP_UNET_CLASS_IDENTITY;
+
+    /* Time embedding: emb = linear_2(SiLU(linear_1(Timesteps(t)))) (+ class labels). */
+    struct wt tp, e1, emb, ea;
+    int64_t s_tin[2] = {b, c->time_in}, s_tdim[2] = {b, c->time_dim};
+    if ((st = ws_get(r, &tp, 2, s_tin)) ||
+        (st = RUN(r, unclip__op_timestep_embedding(vk, ws->host_t, (int32_t)b, c->time_in,
+                                                   c->flip_sin_to_cos, c->freq_shift,
+                                                   MAX_PERIOD, &tp.t))) ||
+        (st = ws_get(r, &e1, 2, s_tdim)) ||
+        (st = RUN(r, unclip__lin_run(vk, &u->t1, &tp.t, NULL, &e1.t))))
+        return st;
+    ws_put(r, &tp);
+    if ((st = RUN(r, unclip__op_unary(vk, &e1.t, UNCLIP_ACT_SILU, 1.0f, 0.0f, 0.0f, 0.0f,
+                                      &e1.t))) ||
+        (st = ws_get(r, &emb, 2, s_tdim)) ||
+        (st = RUN(r, unclip__lin_run(vk, &u->t2, &e1.t,
+                                     class_add && !c->timestep_post_act ? in->class_labels
+                                                                        : NULL,
+                                     &emb.t))))
+        return st;
+    ws_put(r, &e1);
+    if (c->timestep_post_act &&
+        (st = RUN(r, unclip__op_unary(vk, &emb.t, UNCLIP_ACT_SILU, 1.0f, 0.0f, 0.0f, 0.0f,
+                                      &emb.t))))
+        return st;
+    if (class_add && c->timestep_post_act &&
+        (st = RUN(r, unclip__op_binary(vk, UNCLIP_BIN_ADD, &emb.t, in->class_labels, &emb.t))))
+        return st;
+    if (c->time_embed_act &&
+        (st = RUN(r, unclip__op_unary(vk, &emb.t, UNCLIP_ACT_SILU, 1.0f, 0.0f, 0.0f, 0.0f,
+                                      &emb.t))))
+        return st;
+    /* Every resnet reads act(emb) (unless resnet_skip_time_act): compute it once. */
+    if (c->skip_time_act) {
+        ea = emb;
+    } else {
+        if ((st = ws_get(r, &ea, 2, s_tdim)) ||
+            (st = RUN(r, unclip__op_unary(vk, &emb.t, UNCLIP_ACT_SILU, 1.0f, 0.0f, 0.0f, 0.0f,
+                                          &ea.t))))
+            return st;
+        ws_put(r, &emb);
+    }
+    r->emb_act = &ea.t;
+
+    /* Context and key bias (decoder). */
+    struct wt ctx = {.id = -1}, kb = {.id = -1};
+    r->ctx = in->encoder_hidden_states;
+    r->bias = NULL;
+    if (c->context_dim > 0) {
+        if (u->hid.w.buf) {
+            int64_t s[3] = {b, r->ctx_len, c->cross_dim[0]};
+            if ((st = ws_get(r, &ctx, 3, s)) ||
+                (st = RUN(r, unclip__lin_run(vk, &u->hid, in->encoder_hidden_states, NULL,
+                                             &ctx.t))))
+                return st;
+            r->ctx = &ctx.t;
+        }
+        if (in->attention_mask) {
+            int64_t s[2] = {b, r->ctx_len};
+            if ((st = ws_get(r, &kb, 2, s)) ||
+                (st = RUN(r, unclip__tensor_upload_f32(vk, &kb.t, ws->host_bias))))
+                return st;
+            r->bias = &kb.t;
+        }
+    }
+
+    /* conv_in. */
+    struct wt h, x0 = {.id = -1};
+    const struct unclip_tensor *sample = in->sample;
+    if (c->center_input) {
+        if ((st = ws_get(r, &x0, 4, in->sample->shape)) ||
+            (st = RUN(r, unclip__op_unary(vk, in->sample, UNCLIP_ACT_NONE, 2.0f, -1.0f, 0.0f,
+                                          0.0f, &x0.t))))
+            return st;
+        sample = &x0.t;
+    }
+    int64_t s0[4] = {b, c->block_out[0], hh, ww};
+    if ((st = ws_get(r, &h, 4, s0)) || (st = run_conv(r, &u->conv_in, sample, NULL, &h.t)))
+        return st;
+    ws_put(r, &x0);
+    r->n_skips = 0;
+    if ((st = push_skip(r, &h)))
+        return st;
+
+    /* Down path: every layer output (after its attention) and every downsampler output is a
+     * skip; the current h is always the newest skip, so it is never released here. */
+    for (int32_t i = 0; i < c->n_blocks; i++) {
+        const struct block *bl = &u->down[i];
+        for (int32_t j = 0; j < bl->n; j++) {
+            struct wt h2;
+            if ((st = resnet_run(r, &bl->res[j], &h, false, &h2)))
+                return st;
+            if (bl->att) {
+                struct wt h3;
+                if ((st = attn_run(r, &bl->att[j], &h2, &h3)))
+                    return st;
+                ws_put(r, &h2);
+                h2 = h3;
+            }
+            h = h2;
+            if ((st = push_skip(r, &h)))
+                return st;
+        }
+        if (bl->has_sampler) {
+            struct wt h2;
+            if ((st = resnet_run(r, &bl->sampler, &h, false, &h2)))
+                return st;
+            h = h2;
+            if ((st = push_skip(r, &h)))
+                return st;
+        }
+    }
+
+    /* Mid block: resnet, (attention), resnet. h leaves it owned by this function. */
+    if (c->has_mid) {
+        struct wt h2, h3;
+        if ((st = resnet_run(r, &u->mid_res[0], &h, false, &h2)))
+            return st;
+        if (c->mid_attn) {
+            if ((st = attn_run(r, &u->mid_att, &h2, &h3)))
+                return st;
+            ws_put(r, &h2);
+            h2 = h3;
+        }
+        if ((st = resnet_run(r, &u->mid_res[1], &h2, true, &h3)))
+            return st;
+        h = h3;
+    } else {
+        struct wt h2;
+        struct unclip_copy_desc d = {.shape = {1, 1, 1, unclip__tensor_numel(&h.t)},
+                                     .src_stride = {0, 0, 0, 1},
+                                     .dst_stride = {0, 0, 0, 1}};
+        if ((st = ws_get(r, &h2, 4, h.t.shape)) ||
+            (st = RUN(r, unclip__op_copy(vk, &h.t, &h2.t, &d))))
+            return st;
+        h = h2;
+    }
+
+    /* Up path: each layer concatenates [h, newest skip] along the channels. */
+    for (int32_t i = 0; i < c->n_blocks; i++) {
+        const struct block *bl = &u->up[i];
+        for (int32_t j = 0; j < bl->n; j++) {
+            if (r->n_skips <= 0)
+                return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
+                                    "unet: skip stack empty");
+            struct wt skip = r->skips[--r->n_skips], cat, h2;
+            int64_t s[4] = {b, h.t.shape[1] + skip.t.shape[1], h.t.shape[2], h.t.shape[3]};
+            if ((st = ws_get(r, &cat, 4, s)) ||
+                (st = RUN(r, unclip__op_concat(vk, &h.t, &skip.t, 1, &cat.t))))
+                return st;
+            ws_put(r, &h);
+            ws_put(r, &skip);
+            if ((st = resnet_run(r, &bl->res[j], &cat, true, &h2)))
+                return st;
+            if (bl->att) {
+                struct wt h3;
+                if ((st = attn_run(r, &bl->att[j], &h2, &h3)))
+                    return st;
+                ws_put(r, &h2);
+                h2 = h3;
+            }
+            h = h2;
+        }
+        if (bl->has_sampler) {
+            struct wt h2;
+            if ((st = resnet_run(r, &bl->sampler, &h, true, &h2)))
+                return st;
+            h = h2;
+        }
+    }
+    if (r->n_skips != 0)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
+                            "unet: %d skips left over", (int)r->n_skips);
+
+    /* out = conv_out(SiLU(GroupNorm(h))). */
+    struct wt n;
+    if ((st = ws_get(r, &n, 4, h.t.shape)) ||
+        (st = run_gn(r, &u->norm_out, &h.t, NULL, true, &n.t)))
+        return st;
+    ws_put(r, &h);
+    if ((st = run_conv(r, &u->conv_out, &n.t, NULL, out)))
+        return st;
+    ws_put(r, &n);
+    ws_put(r, &ea);
+    ws_put(r, &ctx);
+    ws_put(r, &kb);
+    return UNCLIP_OK;
+}
+
+static unclip_status
+arg_fail(struct unclip_vk *vk, const char *what, const struct unclip_tensor *t,
+         const char *want)
+{
+    char s[64];
+    return unclip__fail(unclip__vk_err(vk), UNCLIP_E_ARG, "unet forward: %s is %s, expected %s",
+                        what, t && t->buf ? unclip__shape_str(t, s, sizeof s) : "missing", want);
+}
+
+unclip_status
+unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
+                     struct unclip_tensor *out)
+{
+    struct unclip_vk *vk = u->vk;
+    const struct unclip_unet_config *c = &u->cfg;
+    char want[96];
+    if (!in || !out)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_ARG, "unet forward: NULL argument");
+    const struct unclip_tensor *x = in->sample;
+    if (!x || !x->buf || x->dtype != UNCLIP_DT_F32 || x->ndim != 4 ||
+        x->shape[1] != c->in_channels) {
+        snprintf(want, sizeof want, "[B, %d, H, W] F32", (int)c->in_channels);
+        return arg_fail(vk, "sample", x, want);
+    }
+    int64_t b = x->shape[0], h = x->shape[2], w = x->shape[3];
+    int64_t m = (int64_t)1 << c->n_downsamplers;
+    if (h % m != 0 || w % m != 0)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_ARG,
+                            "unet forward: sample size %lldx%lld is not a multiple of %lld "
+                            "(the network halves it %d times)",
+                            (long long)h, (long long)w, (long long)m, (int)c->n_downsamplers);
+    if (!out->buf || out->dtype != UNCLIP_DT_F32 || out->ndim != 4 || out->shape[0] != b ||
+        out->shape[1] != c->out_channels || out->shape[2] != h || out->shape[3] != w) {
+        snprintf(want, sizeof want, "[%lld, %d, %lld, %lld] F32", (long long)b,
+                 (int)c->out_channels, (long long)h, (long long)w);
+        return arg_fail(vk, "out", out, want);
+    }
+    if (!(in->timestep >= 0.0f && in->timestep < 8192.0f))
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_ARG,
+                            "unet forward: timestep %g outside [0, 8192)", (double)in->timestep);
+    int64_t t = 0;
+    if (c->context_dim > 0) {
+        const struct unclip_tensor *e = in->encoder_hidden_states;
+        if (!e || !e->buf || e->dtype != UNCLIP_DT_F32 || e->ndim != 3 || e->shape[0] != b ||
+            e->shape[2] != c->context_dim) {
+            snprintf(want, sizeof want, "[%lld, T, %d] F32", (long long)b, (int)c->context_dim);
+            return arg_fail(vk, "encoder_hidden_states", e, want);
+        }
+        t = e->shape[1];
+    }
+    if (c->class_embed == UNCLIP_UNET_CLASS_IDENTITY) {
+        const struct unclip_tensor *cl = in->class_labels;
+        if (!cl || !cl->buf || cl->dtype != UNCLIP_DT_F32 ||
+            unclip__tensor_numel(cl) != b * c->time_dim || cl->shape[0] != b) {
+            snprintf(want, sizeof want, "[%lld, %d] F32 (class_embed_type identity)",
+                     (long long)b, (int)c->time_dim);
+            return arg_fail(vk, "class_labels", cl, want);
+        }
+    }
+    if (b > INT32_MAX || t > INT32_MAX)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_ARG, "unet forward: batch too large");
+
+    struct workspace *ws = &u->ws;
+    bool has_mask = c->context_dim > 0 && in->attention_mask != NULL;
+    int64_t key[5] = {b, h, w, t, has_mask};
+    unclip_status st;
+    struct run r = {.u = u, .vk = vk, .batch = (int32_t)b, .ctx_len = (int32_t)t};
+    r.skips = unclip__calloc((size_t)u->max_skips, sizeof *r.skips);
+    if (!r.skips)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_NOMEM, "unet: out of host memory");
+    if (!ws->planned || memcmp(key, ws->key, sizeof key) != 0) {
+        ws_release(ws);
+        ws->host_t = unclip__calloc((size_t)b, sizeof(float));
+        ws->host_bias = unclip__calloc(t > 0 ? (size_t)(b * t) : 1, sizeof(float));
+        if (!ws->host_t || !ws->host_bias) {
+            unclip__free(r.skips);
+            ws_release(ws);
+            return unclip__fail(unclip__vk_err(vk), UNCLIP_E_NOMEM, "unet: out of host memory");
+        }
+        r.plan = true;
+        st = unet_pass(&r, in, out);
+        if (st == UNCLIP_OK)
+            st = ws_assign(u);
+        if (st != UNCLIP_OK) {
+            unclip__free(r.skips);
+            ws_release(ws);
+            return st;
+        }
+        memcpy(ws->key, key, sizeof key);
+        ws->planned = true;
+        r.plan = false;
+        r.clock = 0;
+    }
+    for (int64_t i = 0; i < b; i++)
+        ws->host_t[i] = in->timestep;
+    if (has_mask)
+        for (int64_t i = 0; i < b * t; i++)
+            ws->host_bias[i] = (1.0f - in->attention_mask[i]) * -10000.0f;
+    st = unet_pass(&r, in, out);
+    unclip__free(r.skips);
+    return st;
+}
