@@ -159,17 +159,41 @@ test_goldens(struct unclip_vk *vk, const struct unclip_model_dir *dir, bool fp32
         free(want);
     }
 
-    /* Time of one forward pass (batch 2), the loop's steady state. */
+    /* Time of one forward pass (batch 2, inputs already on the device), the loop's steady
+     * state, and the number of dispatches it records. */
     {
+        struct unclip_tensor tx = {0}, tp = {0}, te = {0}, to = {0};
+        int64_t sx[2] = {B, E}, sp[2] = {B, c->proj_dim}, se[3] = {B, T, E}, so[2] = {B, C};
+        unclip__tensor_new(vk, UNCLIP_DT_F32, 2, sx, &tx);
+        unclip__tensor_new(vk, UNCLIP_DT_F32, 2, sp, &tp);
+        unclip__tensor_new(vk, UNCLIP_DT_F32, 3, se, &te);
+        unclip__tensor_new(vk, UNCLIP_DT_F32, 2, so, &to);
+        unclip__tensor_upload_f32(vk, &tx, x);
+        unclip__tensor_upload_f32(vk, &tp, proj);
+        unclip__tensor_upload_f32(vk, &te, enc);
+        struct unclip_vk_stats s0, s1;
         int n = 10;
+        unclip__vk_finish(vk);
+        unclip__vk_stats(vk, &s0);
         double a = now_ms();
-        for (int i = 0; i < n; i++)
-            st = unclip__prior_predict(m, B, x, 500.0f - i, proj, enc, mask, out);
+        for (int i = 0; i < n && st == UNCLIP_OK; i++) {
+            st = unclip__prior_forward(m, &tx, 500.0f - i, &tp, &te, mask, &to);
+            if (st == UNCLIP_OK)
+                st = unclip__vk_finish(vk);
+        }
         double b = now_ms();
-        printf("  %s forward, batch 2: %.2f ms (mean of %d, host in/out included)\n", label,
-               (b - a) / n, n);
+        unclip__vk_stats(vk, &s1);
+        TU_CHECK(st == UNCLIP_OK, "timing loop: %s", unclip__vk_err(vk)->msg);
+        printf("  %s forward, batch 2: %.2f ms (mean of %d), %llu dispatches, %llu submissions "
+               "each\n",
+               label, (b - a) / n, n, (unsigned long long)(s1.dispatches - s0.dispatches) / n,
+               (unsigned long long)(s1.submissions - s0.submissions) / n);
         if (ms_per_forward)
             *ms_per_forward = (b - a) / n;
+        unclip__tensor_free(&tx);
+        unclip__tensor_free(&tp);
+        unclip__tensor_free(&te);
+        unclip__tensor_free(&to);
     }
 
     /* post_process_latents, host and device. */
