@@ -12,7 +12,6 @@
 #include "testutil.h"
 
 #include <glib.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,12 +56,6 @@ golden_i64(const struct unclip_st_file *f, const char *name, int64_t want)
     TU_CHECK(st == UNCLIP_OK, "golden %s: %s", name, err.msg);
     return x;
 }
-
-struct inputs {
-    int32_t B, E, T, C;
-    float *x, *proj, *enc;
-    uint8_t *mask;
-};
 
 static void
 test_goldens(struct unclip_vk *vk, const struct unclip_model_dir *dir, bool fp32,
