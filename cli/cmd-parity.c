@@ -268,7 +268,7 @@ run_tokenizer(struct job *j)
             break;
         }
         size_t tl = strlen(text);
-        if (!lit || lit->len < tl || memcmp(lit->data, text, tl) != 0 ||
+        if (!lit || lit->len < tl || (tl > 0 && memcmp(lit->data, text, tl) != 0) ||
             (lit->len > tl && lit->data[tl] != 0)) {
             ok = job_fail(j, "%s: cannot read the text of entry %lld exactly", path,
                           (long long)i);
