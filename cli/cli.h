@@ -13,6 +13,9 @@ struct cli_command {
 
 int cli_cmd_devices(int argc, char **argv);
 int cli_cmd_generate(int argc, char **argv);
+int cli_cmd_variations(int argc, char **argv);
+int cli_cmd_interpolate(int argc, char **argv);
+int cli_cmd_text_diff(int argc, char **argv);
 int cli_cmd_embed_text(int argc, char **argv);
 int cli_cmd_embed_image(int argc, char **argv);
 int cli_cmd_parity(int argc, char **argv);

@@ -16,6 +16,7 @@
  * missing. To add a kind: write its function and add one row to KINDS.
  */
 #include "cli.h"
+#include "parity-e2e.h"
 
 #include "core/alloc.h"
 #include "io/preprocess.h"
@@ -533,6 +534,8 @@ usage(FILE *f)
                "  Writes OUT_DIR/<golden file> for every kind the engine implements:\n");
     for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
         fprintf(f, "    %s\n", KINDS[i].file);
+    fprintf(f, "    e2e_<run>.safetensors (every run of manifest.json's e2e; '--only e2e' "
+               "selects them all)\n");
     fprintf(f, "  --fp16       fp16 weights on the device (default fp32, as the goldens)\n"
                "  --only FILE  only this golden file (may be repeated)\n");
 }
@@ -677,6 +680,9 @@ cli_cmd_parity(int argc, char **argv)
         g_free(opath);
         g_free(mdir);
     }
+    /* The whole pipeline runs e2e_<run>.safetensors (cli/cmd-parity-e2e.c). */
+    if (ctx && cli_parity_e2e(ctx, root, outdir, manifest, only) != 0)
+        rc = 1;
     unclip_ctx_free(ctx);
     g_object_unref(parser);
     g_free(mpath);

@@ -9,6 +9,12 @@ static const struct cli_command commands[] = {
     {"devices", "list Vulkan devices and the features the engine uses", cli_cmd_devices},
     {"generate", "text to image: unclip generate --model DIR --seed N -o out.png PROMPT",
      cli_cmd_generate},
+    {"variations", "image variations: unclip variations --model DIR --seed N -n K -o out.png "
+                   "IMAGE", cli_cmd_variations},
+    {"interpolate", "frames between two ends: unclip interpolate --model DIR --from A --to B "
+                    "--frames N -o frame.png", cli_cmd_interpolate},
+    {"text-diff", "text diffs: unclip text-diff --model DIR --from TEXT --to TEXT --amount A "
+                  "-o out.png IMAGE", cli_cmd_text_diff},
     {"embed-text", "CLIP text embeddings: unclip embed-text --model DIR -o out.safetensors "
                    "PROMPT...", cli_cmd_embed_text},
     {"embed-image", "CLIP image embeddings: unclip embed-image --model DIR -o out.safetensors "

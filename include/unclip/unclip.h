@@ -235,6 +235,146 @@ struct unclip_run_params {
 
 struct unclip_run_params unclip_run_params_default(void);
 
+/* ---- Pipelines ---------------------------------------------------------------------------- */
+
+/* The generation pipelines compute what diffusers' UnCLIPPipeline / UnCLIPImageVariationPipeline
+ * (v0.27.2) compute: same stages, same classifier-free guidance, same draws from one
+ * torch-compatible generator seeded with params.seed, so a seed gives diffusers' picture for
+ * `generator=torch.Generator().manual_seed(seed)` (up to fp32 rounding; with the default fp16
+ * weights the pictures are close but not equal).
+ *
+ * Memory: a run loads one stage's weights at a time and releases them before the next stage
+ * (text encoder; prior; image encoder; text_proj + decoder; super_res_first; super_res_last),
+ * so peak device memory is about the largest stage plus its activations. Any CLIP tower the
+ * model kept loaded from unclip_embed_text/_image is released when a run starts.
+ *
+ * Guidance: classifier-free guidance is on when prior_guidance > 1 or decoder_guidance > 1
+ * (text to image) or decoder_guidance > 1 (everything decoded from an image embedding only),
+ * as in diffusers; then the networks run doubled batches [unconditional; conditional].
+ *
+ * Progress and cancel: params.progress_cb is called at the start of every stage (step 0) and
+ * after every step; params.cancel_cb is polled after every GPU submission (work is split into
+ * bounded submissions), and once it returns true the run stops within that submission, frees
+ * everything it allocated, writes nothing (no images, no dump) and returns
+ * UNCLIP_E_CANCELLED. The model stays usable.
+ *
+ * Errors: a missing component names itself and the folder ("no prior/ in DIR: text to image
+ * needs it"); running out of device memory is UNCLIP_E_DEVICE_NOMEM naming the stage. The
+ * message is unclip_ctx_last_error() of the model's context. */
+
+#define UNCLIP_MAX_STAGES 8
+
+/* Cost of one stage of a run. Plain data. */
+struct unclip_stage_stats {
+    char     name[32];          /* "text_encoder", "image_encoder", "prior", "decoder",
+                                   "super_res_first", "super_res_last"                       */
+    int32_t  steps;             /* network evaluations (denoising steps) in the stage         */
+    double   load_ms;           /* reading and uploading weights                              */
+    double   total_ms;          /* the whole stage, loading included                          */
+    uint64_t weight_bytes;      /* device bytes of the stage's weights                        */
+    uint64_t device_peak_bytes; /* peak device memory during the stage (weights + activations
+                                   + buffers; bytes of memory blocks asked from the driver)   */
+    uint64_t host_peak_bytes;   /* peak resident memory of the whole process during the stage
+                                   (Linux VmHWM, reset at the stage start; 0 when unknown; on
+                                   a CPU Vulkan driver it includes the "device" memory)       */
+};
+
+struct unclip_run_stats {
+    int32_t n_stages;
+    struct unclip_stage_stats stages[UNCLIP_MAX_STAGES]; /* in execution order              */
+    double   total_ms;
+    uint64_t device_peak_bytes; /* max over the stages */
+    uint64_t host_peak_bytes;   /* max over the stages */
+};
+
+/* What a run returns. images[i] are RGB (3 channels, stride = 3 * width) at the super-
+ * resolution size (256 x 256 for Karlo), 8-bit as diffusers' output_type="pil" makes them
+ * (round half to even of 255 * clamp(x / 2 + 0.5, 0, 1)). Owned: free with
+ * unclip_result_clear(). */
+struct unclip_result {
+    int32_t n_images;
+    struct unclip_image *images;  /* [n_images] */
+    struct unclip_run_stats stats;
+};
+void unclip_result_clear(struct unclip_result *r); /* frees the images, zeroes; NULL is a no-op */
+
+/* Where an image embedding comes from. Pointers are borrowed for the call. */
+enum unclip_source_kind {
+    UNCLIP_SOURCE_IMAGE = 0, /* `image`: CLIP image embedding (needs image_encoder/ and
+                                feature_extractor/); the decoder's text is ""             */
+    UNCLIP_SOURCE_PROMPT,    /* `prompt` (UTF-8): the prior's embedding for it with the run's
+                                seed, exactly as unclip_run_text_to_image makes it (needs
+                                prior/); the decoder's text is the prompt                 */
+    UNCLIP_SOURCE_EMBEDDING, /* `embedding`: a given image embedding [embed_dim] (e.g. from
+                                unclip_embed_image); the decoder's text is ""             */
+};
+
+struct unclip_source {
+    enum unclip_source_kind kind;
+    const struct unclip_image *image;   /* IMAGE: 1, 3 or 4 channels (alpha dropped)        */
+    const char *prompt;                 /* PROMPT                                          */
+    const float *embedding;             /* EMBEDDING: [embed_dim] floats, unnormalised      */
+    int32_t embed_dim;                  /* EMBEDDING: must equal unclip_model_embed_dim()   */
+};
+
+/* Text to image (UnCLIPPipeline): prompt -> params.num_images images. Uses every params field;
+ * the images of a batch are one diffusers call with num_images_per_prompt = num_images, so
+ * image 1 of a batch of 2 is not the picture of the same seed alone (the draws continue the
+ * stream). Needs tokenizer/, text_encoder/, prior/, prior_scheduler/, text_proj/, decoder/,
+ * decoder_scheduler/, super_res_first/, super_res_last/, super_res_scheduler/.
+ * Steps: prior_steps, decoder_steps, sr_steps >= 2 (diffusers divides by steps - 1).
+ * *out is written only on success. */
+unclip_status unclip_run_text_to_image(struct unclip_model *model, const char *prompt,
+                                       const struct unclip_run_params *params,
+                                       struct unclip_result *out);
+
+/* Image variations (UnCLIPImageVariationPipeline): params.num_images pictures decoded from
+ * the image embedding of `source` (kind IMAGE or EMBEDDING; PROMPT is UNCLIP_E_ARG: that is
+ * text to image), conditioned on the empty text. prior_steps and prior_guidance are unused.
+ * Needs the decoder components, the tokenizer and text encoder (for ""), and for an IMAGE
+ * source image_encoder/ and feature_extractor/. *out is written only on success. */
+unclip_status unclip_run_variations(struct unclip_model *model,
+                                    const struct unclip_source *source,
+                                    const struct unclip_run_params *params,
+                                    struct unclip_result *out);
+
+/* Interpolation (DALL-E 2 paper 3.2): n_frames >= 2 pictures along the way from `from` to
+ * `to` (any source kinds). Frame k uses w = k / (n_frames - 1) and
+ *   image embedding z_w = slerp of the directions of z_from and z_to (angle between the
+ *       normalised vectors), scaled by the linearly interpolated norm
+ *       (1 - w)|z_from| + w|z_to|;
+ *   decoder text: text_embeds the same way, hidden states (1 - w) H_from + w H_to, and each
+ *       text token's attention weight (1 - w) m_from + w m_to (a token only one end sees fades
+ *       in or out: its attention logit gets log of its weight);
+ * and every frame is decoded with the same noise (one shared seed), so the pictures change
+ * smoothly. Frame 0 and frame n_frames - 1 are exactly (to fp32 rounding) the endpoints' own
+ * pictures with that seed: unclip_run_text_to_image(prompt) for a PROMPT end,
+ * unclip_run_variations(image or embedding) for the others. One exception: when one end is a
+ * prompt and the other is not, the frames use the text-to-image noise stream (the one left
+ * after the prior's draws), so the non-prompt end equals its variation drawn from that stream
+ * rather than from a fresh seed. params.num_images must be 1 (one picture per frame).
+ * *out holds n_frames images in order. */
+unclip_status unclip_run_interpolation(struct unclip_model *model,
+                                       const struct unclip_source *from,
+                                       const struct unclip_source *to, int32_t n_frames,
+                                       const struct unclip_run_params *params,
+                                       struct unclip_result *out);
+
+/* Text diff (DALL-E 2 paper 3.3): moves the picture of `source` towards a change described
+ * by two captions. With z_i the source's image embedding and t_from, t_to the CLIP text
+ * embeddings (text_embeds) of `from_prompt` (describing the source, e.g. "a photo of a cat")
+ * and `to_prompt` (the target, e.g. "an anime drawing of a cat"):
+ *   z_d = normalize(t_to - t_from),
+ *   z_a = slerp of the directions of z_i and z_d by amounts[k], with the norm |z_i| kept.
+ * One picture per amount (typically 0.25 .. 0.5; 0 gives the source's own picture), all
+ * decoded with the same noise and the source's decoder text, like interpolation frames.
+ * t_to == t_from is UNCLIP_E_ARG (no direction). params.num_images must be 1. */
+unclip_status unclip_run_text_diff(struct unclip_model *model,
+                                   const struct unclip_source *source, const char *from_prompt,
+                                   const char *to_prompt, const float *amounts,
+                                   int32_t n_amounts, const struct unclip_run_params *params,
+                                   struct unclip_result *out);
+
 /* Frees memory the engine returned to the caller. NULL is a no-op. */
 void unclip_free(void *ptr);
 
