@@ -251,6 +251,50 @@ unclip_model_image_size(const struct unclip_model *m)
     return m ? m->image_size : 0;
 }
 
+/* The tokenizer reads its files from one folder by name. When the model's tokenizer files are
+ * link stubs (git's form of symlinks; the goldens' variations folder stores them so), they
+ * point into another folder: load from there, provided every tokenizer file present leads to
+ * that same folder. (Real symlinks need nothing: opening them follows them.) *folder is
+ * replaced when needed. */
+static unclip_status
+tokenizer_folder(struct unclip_model *m, char **folder, struct unclip_err *err)
+{
+    static const char *const files[] = {"vocab.json", "merges.txt", "special_tokens_map.json",
+                                        "tokenizer_config.json", NULL};
+    char *target = NULL;
+    unclip_status st = UNCLIP_OK;
+    for (int i = 0; files[i] && st == UNCLIP_OK; i++) {
+        struct unclip_err e = {0};
+        char *path = NULL;
+        if (unclip__model_dir_file(m->dir, "tokenizer", files[i], &path, &e) != UNCLIP_OK)
+            continue; /* absent: the tokenizer loader reports what it needs */
+        const char *slash = strrchr(path, '/');
+        size_t dl = slash ? (size_t)(slash - path) : 0;
+        if (!target) {
+            target = unclip__malloc(dl + 1);
+            if (!target) {
+                st = unclip__fail(err, UNCLIP_E_NOMEM, "tokenizer: out of host memory");
+            } else {
+                memcpy(target, path, dl);
+                target[dl] = '\0';
+            }
+        } else if (strlen(target) != dl || strncmp(target, path, dl) != 0) {
+            st = unclip__fail(err, UNCLIP_E_MODEL,
+                              "%s/tokenizer: its files lead to different folders (%s and %s); "
+                              "keep vocab.json, merges.txt and the configs together",
+                              unclip__model_dir_path(m->dir), target, path);
+        }
+        unclip__free(path);
+    }
+    if (st == UNCLIP_OK && target && target[0]) {
+        unclip__free(*folder);
+        *folder = target;
+        target = NULL;
+    }
+    unclip__free(target);
+    return st;
+}
+
 unclip_status
 unclip__model_tokenizer(struct unclip_model *m, struct unclip_tokenizer **out)
 {
@@ -258,6 +302,8 @@ unclip__model_tokenizer(struct unclip_model *m, struct unclip_tokenizer **out)
     if (!m->tokenizer) {
         char *folder = NULL;
         unclip_status st = unclip__model_dir_folder(m->dir, "tokenizer", &folder, err);
+        if (st == UNCLIP_OK)
+            st = tokenizer_folder(m, &folder, err);
         if (st == UNCLIP_OK)
             st = unclip__tokenizer_load(folder, &m->tokenizer, err);
         unclip__free(folder);

@@ -116,6 +116,23 @@ check_run(const char *root, const char *run_name, JsonObject *kwargs, const char
             compare(o, "image_embeds", 0, g, "image_encoder_image_embeds", run_name);
         }
         g_free(png);
+        /* The variations pipeline encodes "" with the variations folder's text encoder and
+         * tokenizer (reached through link stubs in the goldens). */
+        printf("%s: embed-text \"\" (variations folder)\n", run_name);
+        unclip__st_close(o);
+        o = NULL;
+        g_free(stderr_text);
+        stderr_text = NULL;
+        const char *targs[] = {"embed-text", "--fp32", "-q", "--model", models_var, "-o", opath,
+                               "", NULL};
+        code = run(targs, &stderr_text);
+        TU_CHECK(code == 0, "embed-text (variations) exit %d: %s", code, stderr_text);
+        if (code == 0 && unclip__st_open(opath, &o, &err) == UNCLIP_OK) {
+            compare(o, "input_ids", 0, g, "text_encoder_call0_input_ids", run_name);
+            compare(o, "text_embeds", 0, g, "text_encoder_call0_text_embeds", run_name);
+            compare(o, "last_hidden_state", 0, g, "text_encoder_call0_last_hidden_state",
+                    run_name);
+        }
     }
     g_free(stderr_text);
     unclip__st_close(o);
