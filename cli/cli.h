@@ -19,5 +19,8 @@ int cli_cmd_text_diff(int argc, char **argv);
 int cli_cmd_embed_text(int argc, char **argv);
 int cli_cmd_embed_image(int argc, char **argv);
 int cli_cmd_parity(int argc, char **argv);
+int cli_cmd_download(int argc, char **argv);
+int cli_cmd_find_model(int argc, char **argv);
+int cli_cmd_convert(int argc, char **argv);
 
 #endif

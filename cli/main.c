@@ -21,6 +21,11 @@ static const struct cli_command commands[] = {
                     "IMAGE.png...", cli_cmd_embed_image},
     {"parity", "run the engine on the golden inputs: unclip parity GOLDEN_ROOT OUT_DIR",
      cli_cmd_parity},
+    {"download", "fetch a model from the Hugging Face hub: unclip download karlo [--dest DIR]",
+     cli_cmd_download},
+    {"find-model", "print the model folder a name or path resolves to, or where it looked",
+     cli_cmd_find_model},
+    {"convert", "fp16 copy of a model folder: unclip convert --fp16 SRC DST", cli_cmd_convert},
 };
 
 static void

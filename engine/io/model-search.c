@@ -2,6 +2,7 @@
 #include "io/model-search.h"
 
 #include "core/alloc.h"
+#include "io/safetensors.h"
 #include "io/model-paths.h" /* generated: UNCLIP_INSTALL_MODELS_DIR, UNCLIP_SOURCE_MODELS_DIR */
 
 #include <dirent.h>
@@ -81,6 +82,44 @@ missing_text(uint32_t missing)
     if (missing & UNCLIP_FEATURE_DECODE)
         return "no decoder (text_proj, decoder, super_res_first/last and the schedulers)";
     return "no tokenizer/ + text_encoder/";
+}
+
+/* The first listed component whose files are not there (a copy that lost its weights, link
+ * stubs pointing nowhere), as a new message; NULL when every component has its config (or
+ * tokenizer vocabulary) and, for networks, a weight file whose safetensors header is valid
+ * (the header is parsed, the data only mapped: cheap even for multi-GB files). */
+static char *
+component_problem(const struct unclip_model_dir *d)
+{
+    for (int32_t i = 0; i < unclip__model_dir_count(d); i++) {
+        const struct unclip_component *c = unclip__model_dir_at(d, i);
+        if (!unclip__model_dir_has(d, c->name))
+            continue;
+        struct unclip_err e = {0};
+        char *p = NULL;
+        unclip_status st;
+        bool tok = strstr(c->class_name, "Tokenizer") != NULL;
+        bool net = !tok && !strstr(c->class_name, "Scheduler") &&
+                   !strstr(c->class_name, "Processor") && !strstr(c->class_name, "Extractor");
+        if (tok)
+            st = unclip__model_dir_file(d, c->name, "vocab.json", &p, &e);
+        else
+            st = unclip__model_dir_config_path(d, c->name, &p, &e);
+        unclip__free(p);
+        p = NULL;
+        if (st == UNCLIP_OK && net)
+            st = unclip__model_dir_weights_path(d, c->name, &p, &e);
+        if (st == UNCLIP_OK && net) {
+            /* the header only (mapped, not read): catches stubs, truncated copies, pickles */
+            struct unclip_st_file *f = NULL;
+            st = unclip__st_open(p, &f, &e);
+            unclip__st_close(f);
+        }
+        unclip__free(p);
+        if (st != UNCLIP_OK)
+            return unclip__strdup(e.msg);
+    }
+    return NULL;
 }
 
 /* ---- default places ---- */
@@ -280,7 +319,13 @@ try_folder(struct search *s, const char *path, const char *origin)
         return false;
     }
     uint32_t f = unclip__model_dir_features(d);
+    char *problem = component_problem(d);
     unclip__model_dir_free(d);
+    if (problem) {
+        g_string_append_printf(s->report, "\n  %s (%s): %s", path, origin, problem);
+        unclip__free(problem);
+        return false;
+    }
     uint32_t missing = s->need & ~f;
     if (!f || missing) {
         g_string_append_printf(s->report, "\n  %s (%s): %s", path, origin,
