@@ -39,7 +39,8 @@ struct resnet {
     bool scale_shift;
     struct gnorm n1, n2;
     struct conv c1, c2;
-    struct conv sc; /* conv_shortcut, w.buf NULL when cin == cout */
+    bool has_sc;    /* cin != cout: conv_shortcut (1x1) on the skip path */
+    struct conv sc;
     struct unclip_lin temb; /* time_emb_proj: [cout or 2 cout, time_dim] */
 };
 
@@ -205,6 +206,10 @@ gn_load(struct unclip_weights *w, const char *prefix, int32_t c, int32_t groups,
 {
     char key[NAME_LEN];
     int64_t shape[1] = {c};
+    g->groups = groups;
+    g->eps = eps;
+    if (!w)
+        return UNCLIP_OK; /* skeleton (see unet_build) */
     unclip_status st = name_fmt(key, prefix, ".weight", err);
     if (st == UNCLIP_OK)
         st = unclip__weights_get_as(w, key, 1, shape, UNCLIP_DT_F32, &g->g, err);
@@ -212,8 +217,6 @@ gn_load(struct unclip_weights *w, const char *prefix, int32_t c, int32_t groups,
         st = name_fmt(key, prefix, ".bias", err);
     if (st == UNCLIP_OK)
         st = unclip__weights_get_as(w, key, 1, shape, UNCLIP_DT_F32, &g->b, err);
-    g->groups = groups;
-    g->eps = eps;
     return st;
 }
 
@@ -223,6 +226,9 @@ conv_load(struct unclip_weights *w, const char *prefix, int32_t cout, int32_t ci
 {
     char key[NAME_LEN];
     int64_t wshape[4] = {cout, cin, k, k}, bshape[1] = {cout};
+    c->k = k;
+    if (!w)
+        return UNCLIP_OK;
     unclip_status st = name_fmt(key, prefix, ".weight", err);
     if (st == UNCLIP_OK)
         st = unclip__weights_get(w, key, 4, wshape, &c->w, err);
@@ -230,7 +236,6 @@ conv_load(struct unclip_weights *w, const char *prefix, int32_t cout, int32_t ci
         st = name_fmt(key, prefix, ".bias", err);
     if (st == UNCLIP_OK)
         st = unclip__weights_get_as(w, key, 1, bshape, UNCLIP_DT_F32, &c->b, err);
-    c->k = k;
     return st;
 }
 
@@ -239,6 +244,8 @@ lin_load(struct unclip_weights *w, const char *prefix, const char *sub, int32_t 
          int32_t out, struct unclip_lin *l, struct unclip_err *err)
 {
     char key[NAME_LEN];
+    if (!w)
+        return UNCLIP_OK;
     unclip_status st = name_fmt(key, prefix, sub, err);
     if (st == UNCLIP_OK)
         st = unclip__lin_load(w, key, in, out, true, l, err);
@@ -257,6 +264,7 @@ resnet_load(struct unclip_weights *w, const struct unclip_unet_config *c, const 
     r->resample = resample;
     r->out_scale = out_scale;
     r->scale_shift = c->scale_shift;
+    r->has_sc = cin != cout;
     if (cin % c->groups != 0)
         return unclip__fail(err, UNCLIP_E_MODEL,
                             "%s: %d input channels are not a multiple of norm_num_groups %d",
@@ -304,12 +312,13 @@ attn_load(struct unclip_vk *vk, struct unclip_weights *w, const char *prefix, in
     if ((st = name_fmt(names[0], prefix, ".to_q", err)) ||
         (st = name_fmt(names[1], prefix, ".to_k", err)) ||
         (st = name_fmt(names[2], prefix, ".to_v", err)) ||
-        (st = unclip__lin_load_packed(vk, w, pn, only_cross ? 1 : 3, c, a->inner, true, &a->qkv,
-                                      err)))
+        (w && (st = unclip__lin_load_packed(vk, w, pn, only_cross ? 1 : 3, c, a->inner, true,
+                                            &a->qkv, err))))
         return st;
     if ((st = name_fmt(names[0], prefix, ".add_k_proj", err)) ||
         (st = name_fmt(names[1], prefix, ".add_v_proj", err)) ||
-        (st = unclip__lin_load_packed(vk, w, pn, 2, cross, a->inner, true, &a->kv, err)) ||
+        (w && (st = unclip__lin_load_packed(vk, w, pn, 2, cross, a->inner, true, &a->kv,
+                                            err))) ||
         (st = lin_load(w, prefix, ".to_out.0", a->inner, c, &a->out, err)))
         return st;
     return UNCLIP_OK;
@@ -325,6 +334,8 @@ count_skips(const struct unclip_unet_config *c)
     return n;
 }
 
+/* Reads every tensor the config implies. w NULL builds a skeleton: every size and flag the
+ * forward needs, no tensors (for planning a workspace without the weights). */
 static unclip_status
 unet_build(struct unclip_unet *u, struct unclip_weights *w, struct unclip_err *err)
 {
@@ -336,15 +347,14 @@ unet_build(struct unclip_unet *u, struct unclip_weights *w, struct unclip_err *e
 
     if ((st = conv_load(w, "conv_in", c->block_out[0], c->in_channels, c->conv_in_k,
                         &u->conv_in, err)) ||
-        (st = unclip__lin_load(w, "time_embedding.linear_1", c->time_in, c->time_dim, true,
-                               &u->t1, err)) ||
-        (st = unclip__lin_load(w, "time_embedding.linear_2", c->time_dim, c->time_dim, true,
-                               &u->t2, err)))
+        (st = lin_load(w, "time_embedding.linear_1", "", c->time_in, c->time_dim, &u->t1,
+                       err)) ||
+        (st = lin_load(w, "time_embedding.linear_2", "", c->time_dim, c->time_dim, &u->t2,
+                       err)))
         return st;
     int32_t cross0 = c->cross_dim[0];
     if (c->encoder_hid_dim > 0 &&
-        (st = unclip__lin_load(w, "encoder_hid_proj", c->encoder_hid_dim, cross0, true, &u->hid,
-                               err)))
+        (st = lin_load(w, "encoder_hid_proj", "", c->encoder_hid_dim, cross0, &u->hid, err)))
         return st;
 
     /* Down path. */
@@ -439,7 +449,7 @@ unet_build(struct unclip_unet *u, struct unclip_weights *w, struct unclip_err *e
                         &u->conv_out, err)))
         return st;
     u->max_skips = count_skips(c);
-    return unclip__weights_check_all_used(w, err);
+    return w ? unclip__weights_check_all_used(w, err) : UNCLIP_OK;
 }
 
 unclip_status
@@ -563,6 +573,7 @@ struct wt {
 struct run {
     struct unclip_unet *u;
     struct unclip_vk *vk;
+    struct unclip_err *err; /* unclip__vk_err(vk), or the caller's when planning without vk */
     bool plan;
     int32_t clock;
     int32_t next; /* run pass: next item */
@@ -579,7 +590,7 @@ struct run {
 static void
 ws_release(struct workspace *ws)
 {
-    for (int32_t i = 0; i < ws->n_slots; i++)
+    for (int32_t i = 0; ws->slots && i < ws->n_slots; i++)
         unclip__tensor_free(&ws->slots[i]);
     unclip__free(ws->slots);
     unclip__free(ws->slot_numel);
@@ -627,7 +638,7 @@ ws_get(struct run *r, struct wt *h, int32_t ndim, const int64_t *shape)
             int32_t cap = ws->cap ? 2 * ws->cap : 256;
             struct ws_item *it = unclip__realloc(ws->items, (size_t)cap * sizeof *it);
             if (!it)
-                return unclip__fail(unclip__vk_err(r->vk), UNCLIP_E_NOMEM,
+                return unclip__fail(r->err, UNCLIP_E_NOMEM,
                                     "unet: out of host memory");
             ws->items = it;
             ws->cap = cap;
@@ -642,7 +653,7 @@ ws_get(struct run *r, struct wt *h, int32_t ndim, const int64_t *shape)
         return UNCLIP_OK;
     }
     if (r->next >= ws->n_items || ws->items[r->next].numel != n)
-        return unclip__fail(unclip__vk_err(r->vk), UNCLIP_E_INTERNAL,
+        return unclip__fail(r->err, UNCLIP_E_INTERNAL,
                             "unet: workspace plan mismatch at tensor %d", (int)r->next);
     h->id = r->next;
     h->t.buf = ws->slots[ws->items[r->next].slot].buf;
@@ -663,61 +674,184 @@ ws_put(struct run *r, struct wt *h)
     h->t.buf = NULL;
 }
 
-/* Packs the planned items into slots: biggest first, each into the smallest existing slot
- * whose items' lifetimes it does not overlap, else into a new slot of its size. */
-static unclip_status
-ws_assign(struct unclip_unet *u)
+/* Strategy 1 for ws_pack: items in the given order (by size, descending), each into the
+ * smallest existing slot whose items' lifetimes it does not overlap (or the first such slot
+ * when first_fit), else into a new slot of its size. */
+static int32_t
+pack_by_size(const struct ws_item *items, int32_t n, const int32_t *order, bool first_fit,
+             int32_t *slot, int32_t *next, int32_t *first, int64_t *size)
 {
-    struct workspace *ws = &u->ws;
-    struct unclip_err *err = unclip__vk_err(u->vk);
-    int32_t n = ws->n_items;
-    int32_t *order = unclip__calloc(n ? (size_t)n : 1, sizeof *order);
-    ws->slot_numel = unclip__calloc(n ? (size_t)n : 1, sizeof *ws->slot_numel);
-    ws->slot_first = unclip__calloc(n ? (size_t)n : 1, sizeof *ws->slot_first);
-    if (!order || !ws->slot_numel || !ws->slot_first) {
-        unclip__free(order);
-        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+    int32_t n_slots = 0;
+    for (int32_t oi = 0; oi < n; oi++) {
+        int32_t i = order[oi];
+        int32_t best = -1;
+        for (int32_t sl = 0; sl < n_slots; sl++) {
+            if (size[sl] < items[i].numel || (best >= 0 && size[sl] >= size[best]))
+                continue;
+            bool clash = false;
+            for (int32_t k = first[sl]; k >= 0 && !clash; k = next[k])
+                clash = !(items[k].t1 < items[i].t0 || items[i].t1 < items[k].t0);
+            if (!clash) {
+                best = sl;
+                if (first_fit)
+                    break;
+            }
+        }
+        if (best < 0) {
+            best = n_slots++;
+            size[best] = items[i].numel;
+            first[best] = -1;
+        }
+        slot[i] = best;
+        next[i] = first[best];
+        first[best] = i;
     }
+    return n_slots;
+}
+
+/* Strategy 2: in acquisition order, each item takes the free slot that fits it most tightly,
+ * else the biggest free slot (grown to its size), else a new slot. */
+static int32_t
+pack_by_time(const struct ws_item *items, int32_t n, int32_t *busy_until, int32_t *slot,
+             int32_t *next, int32_t *first, int64_t *size)
+{
+    int32_t n_slots = 0;
+    for (int32_t i = 0; i < n; i++) { /* items are stored in acquisition order */
+        int32_t fit = -1, big = -1;
+        for (int32_t sl = 0; sl < n_slots; sl++) {
+            if (busy_until[sl] >= items[i].t0)
+                continue;
+            if (size[sl] >= items[i].numel) {
+                if (fit < 0 || size[sl] < size[fit])
+                    fit = sl;
+            } else if (big < 0 || size[sl] > size[big]) {
+                big = sl;
+            }
+        }
+        int32_t sl = fit >= 0 ? fit : big;
+        if (sl < 0) {
+            sl = n_slots++;
+            size[sl] = 0;
+            first[sl] = -1;
+        }
+        if (size[sl] < items[i].numel)
+            size[sl] = items[i].numel;
+        busy_until[sl] = items[i].t1;
+        slot[i] = sl;
+        next[i] = first[sl];
+        first[sl] = i;
+    }
+    return n_slots;
+}
+
+/* Orders item indices by size, descending; equal sizes in the order `key` gives. */
+static void
+sort_by_size(const struct ws_item *items, int32_t n, const uint32_t *key, int32_t *order)
+{
     for (int32_t i = 0; i < n; i++)
         order[i] = i;
-    /* Insertion sort by size, descending; ties keep acquisition order (n is a few hundred). */
-    for (int32_t i = 1; i < n; i++) {
+    for (int32_t i = 1; i < n; i++) { /* insertion sort: n is a few hundred */
         int32_t v = order[i], k = i - 1;
-        while (k >= 0 && ws->items[order[k]].numel < ws->items[v].numel) {
+        while (k >= 0 && (items[order[k]].numel < items[v].numel ||
+                          (items[order[k]].numel == items[v].numel && key[order[k]] > key[v]))) {
             order[k + 1] = order[k];
             k--;
         }
         order[k + 1] = v;
     }
-    int32_t n_slots = 0;
-    for (int32_t oi = 0; oi < n; oi++) {
-        struct ws_item *it = &ws->items[order[oi]];
-        int32_t best = -1;
-        for (int32_t s = 0; s < n_slots; s++) {
-            if (ws->slot_numel[s] < it->numel ||
-                (best >= 0 && ws->slot_numel[s] >= ws->slot_numel[best]))
-                continue;
-            bool clash = false;
-            for (int32_t k = ws->slot_first[s]; k >= 0 && !clash; k = ws->items[k].next)
-                clash = !(ws->items[k].t1 < it->t0 || it->t1 < ws->items[k].t0);
-            if (!clash)
-                best = s;
-        }
-        if (best < 0) {
-            best = n_slots++;
-            ws->slot_numel[best] = it->numel;
-            ws->slot_first[best] = -1;
-        }
-        it->slot = best;
-        it->next = ws->slot_first[best];
-        ws->slot_first[best] = order[oi];
+}
+
+#define PACK_TRIALS 64
+
+/* Packs the planned items into slots (reusable buffers; two items share one only when their
+ * lifetimes do not overlap). Finding the smallest packing is a hard colouring problem, so
+ * several greedy packings are tried and the smallest total kept: acquisition order, and
+ * biggest-first with ties (many intermediates of a UNet have equal sizes) broken by
+ * acquisition order and by a fixed pseudo-random sequence (reproducible plans). Fills the
+ * items' slot/next and slot_numel / slot_first / n_slots; allocates nothing on the device. */
+static unclip_status
+ws_pack(struct workspace *ws, struct unclip_err *err)
+{
+    int32_t n = ws->n_items;
+    size_t cnt = n ? (size_t)n : 1;
+    int32_t *order = unclip__calloc(cnt, sizeof *order);
+    uint32_t *key = unclip__calloc(cnt, sizeof *key);
+    /* [0]: the best so far, [1]: the current trial */
+    int32_t *slot[2] = {unclip__calloc(cnt, sizeof(int32_t)), unclip__calloc(cnt, sizeof(int32_t))};
+    int32_t *next[2] = {unclip__calloc(cnt, sizeof(int32_t)), unclip__calloc(cnt, sizeof(int32_t))};
+    int32_t *first[2] = {unclip__calloc(cnt, sizeof(int32_t)),
+                         unclip__calloc(cnt, sizeof(int32_t))};
+    int64_t *size[2] = {unclip__calloc(cnt, sizeof(int64_t)), unclip__calloc(cnt, sizeof(int64_t))};
+    unclip_status st = UNCLIP_OK;
+    if (!order || !key || !slot[0] || !slot[1] || !next[0] || !next[1] || !first[0] ||
+        !first[1] || !size[0] || !size[1]) {
+        st = unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+        goto done;
     }
+    int64_t best_total = INT64_MAX;
+    int32_t best_slots = 0;
+    uint32_t rng = 0x9e3779b9u;
+    for (int trial = 0; trial < PACK_TRIALS; trial++) {
+        int32_t ns;
+        if (trial == 0) {
+            ns = pack_by_time(ws->items, n, order, slot[1], next[1], first[1], size[1]);
+        } else {
+            for (int32_t i = 0; i < n; i++) {
+                if (trial <= 2) {
+                    key[i] = (uint32_t)i;
+                } else {
+                    rng = rng * 1664525u + 1013904223u; /* LCG: same plan on every run */
+                    key[i] = rng;
+                }
+            }
+            sort_by_size(ws->items, n, key, order);
+            ns = pack_by_size(ws->items, n, order, trial % 2 == 0, slot[1], next[1], first[1],
+                              size[1]);
+        }
+        int64_t total = 0;
+        for (int32_t sl = 0; sl < ns; sl++)
+            total += size[1][sl];
+        if (total < best_total) {
+            best_total = total;
+            best_slots = ns;
+            int32_t *t;
+            int64_t *t64;
+            t = slot[0], slot[0] = slot[1], slot[1] = t;
+            t = next[0], next[0] = next[1], next[1] = t;
+            t = first[0], first[0] = first[1], first[1] = t;
+            t64 = size[0], size[0] = size[1], size[1] = t64;
+        }
+    }
+    for (int32_t i = 0; i < n; i++) {
+        ws->items[i].slot = slot[0][i];
+        ws->items[i].next = next[0][i];
+    }
+    ws->slot_numel = size[0];
+    ws->slot_first = first[0];
+    size[0] = NULL;
+    first[0] = NULL;
+    ws->n_slots = best_slots;
+done:
     unclip__free(order);
-    ws->slots = unclip__calloc(n_slots ? (size_t)n_slots : 1, sizeof *ws->slots);
+    unclip__free(key);
+    for (int k = 0; k < 2; k++) {
+        unclip__free(slot[k]);
+        unclip__free(next[k]);
+        unclip__free(first[k]);
+        unclip__free(size[k]);
+    }
+    return st;
+}
+
+/* Allocates the packed slots on the device. */
+static unclip_status
+ws_alloc(struct unclip_unet *u)
+{
+    struct workspace *ws = &u->ws;
+    ws->slots = unclip__calloc(ws->n_slots ? (size_t)ws->n_slots : 1, sizeof *ws->slots);
     if (!ws->slots)
-        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
-    ws->n_slots = n_slots;
-    for (int32_t s = 0; s < n_slots; s++) {
+        return unclip__fail(unclip__vk_err(u->vk), UNCLIP_E_NOMEM, "unet: out of host memory");
+    for (int32_t s = 0; s < ws->n_slots; s++) {
         int64_t shape[1] = {ws->slot_numel[s]};
         unclip_status st = unclip__tensor_new(u->vk, UNCLIP_DT_F32, 1, shape, &ws->slots[s]);
         if (st != UNCLIP_OK)
@@ -760,42 +894,67 @@ run_transpose(struct run *r, const struct unclip_tensor *src, int64_t batch, int
     return RUN(r, unclip__op_copy(r->vk, src, dst, &d));
 }
 
-/* out = ResnetBlock2D(x). consume: x is released as soon as it is no longer needed. */
+/* out = ResnetBlock2D(x) (unclip.md 2.4). consume: x dies here (the caller drops its handle);
+ * its buffer may then hold intermediates or become `out`. The order of the steps keeps as
+ * little alive at once as the math allows:
+ *   - up (nearest 2x): GroupNorm + SiLU commute with nearest upsampling (every value is
+ *     repeated 4 times, so the group statistics do not change), so the map is upsampled first
+ *     and normalised in place, and the skip path upsample(x) is made only when conv2 needs it;
+ *   - conv2 adds its result onto the skip path's tensor in place (residual = y) whenever that
+ *     tensor is ours to overwrite;
+ *   - with a 1x1 conv_shortcut and a consumed x, the shortcut runs first and x is then
+ *     normalised in place. */
 static unclip_status
 resnet_run(struct run *r, const struct resnet *rs, struct wt *x, bool consume, struct wt *out)
 {
     int64_t b = x->t.shape[0], h = x->t.shape[2], w = x->t.shape[3];
     unclip_status st;
-    struct wt n1, xs = {.id = -1}, c1, e;
-    struct wt *xr = x; /* the skip path's input (resampled when resampling) */
+    struct wt t, c1, e;
+    bool have_out = false;
 
-    if ((st = ws_get(r, &n1, 4, x->t.shape)) ||
-        (st = run_gn(r, &rs->n1, &x->t, NULL, true, &n1.t)))
-        return st;
-    if (rs->resample) {
-        int64_t h2 = rs->resample > 0 ? 2 * h : h / 2, w2 = rs->resample > 0 ? 2 * w : w / 2;
-        int64_t shape[4] = {b, rs->cin, h2, w2};
-        struct wt t;
+    if (rs->resample && rs->has_sc)
+        return unclip__fail(r->err, UNCLIP_E_INTERNAL,
+                            "unet: resampling resnet with a shortcut conv");
+    /* t = the normalised, activated (and resampled) input of conv1. */
+    if (rs->resample > 0) {
+        h *= 2;
+        w *= 2;
+        int64_t shape[4] = {b, rs->cin, h, w};
         if ((st = ws_get(r, &t, 4, shape)) ||
-            (st = RUN(r, rs->resample > 0 ? unclip__op_upsample2x(r->vk, &n1.t, &t.t)
-                                          : unclip__op_avgpool2x(r->vk, &n1.t, &t.t))))
+            (st = RUN(r, unclip__op_upsample2x(r->vk, &x->t, &t.t))) ||
+            (st = run_gn(r, &rs->n1, &t.t, NULL, true, &t.t)))
+            return st;
+    } else if (rs->resample < 0) {
+        struct wt n1;
+        int64_t shape[4] = {b, rs->cin, h / 2, w / 2};
+        if ((st = ws_get(r, &n1, 4, x->t.shape)) ||
+            (st = run_gn(r, &rs->n1, &x->t, NULL, true, &n1.t)) ||
+            (st = ws_get(r, &t, 4, shape)) ||
+            (st = RUN(r, unclip__op_avgpool2x(r->vk, &n1.t, &t.t))))
             return st;
         ws_put(r, &n1);
-        n1 = t;
-        if ((st = ws_get(r, &xs, 4, shape)) ||
-            (st = RUN(r, rs->resample > 0 ? unclip__op_upsample2x(r->vk, &x->t, &xs.t)
-                                          : unclip__op_avgpool2x(r->vk, &x->t, &xs.t))))
+        h /= 2;
+        w /= 2;
+    } else if (rs->has_sc && consume) {
+        int64_t oshape[4] = {b, rs->cout, h, w};
+        if ((st = ws_get(r, out, 4, oshape)) || (st = run_conv(r, &rs->sc, &x->t, NULL, &out->t)) ||
+            (st = run_gn(r, &rs->n1, &x->t, NULL, true, &x->t)))
             return st;
-        if (consume)
-            ws_put(r, x);
-        xr = &xs;
-        h = h2;
-        w = w2;
+        have_out = true;
+        t = *x; /* x's buffer now holds the normalised map */
+        x->id = -1;
+        x->t.buf = NULL;
+    } else {
+        if ((st = ws_get(r, &t, 4, x->t.shape)) ||
+            (st = run_gn(r, &rs->n1, &x->t, NULL, true, &t.t)))
+            return st;
     }
+
+    /* c1 = norm2(conv1(t)) with the time conditioning, then SiLU. */
     int64_t oshape[4] = {b, rs->cout, h, w};
-    if ((st = ws_get(r, &c1, 4, oshape)) || (st = run_conv(r, &rs->c1, &n1.t, NULL, &c1.t)))
+    if ((st = ws_get(r, &c1, 4, oshape)) || (st = run_conv(r, &rs->c1, &t.t, NULL, &c1.t)))
         return st;
-    ws_put(r, &n1);
+    ws_put(r, &t);
     int64_t eshape[2] = {b, rs->scale_shift ? 2 * rs->cout : rs->cout};
     if ((st = ws_get(r, &e, 2, eshape)) ||
         (st = RUN(r, unclip__lin_run(r->vk, &rs->temb, r->emb_act, NULL, &e.t))))
@@ -815,23 +974,30 @@ resnet_run(struct run *r, const struct resnet *rs, struct wt *x, bool consume, s
     if (st != UNCLIP_OK)
         return st;
     ws_put(r, &e);
-    if ((st = ws_get(r, out, 4, oshape)))
-        return st;
-    if (rs->sc.w.buf) {
-        /* out = conv_shortcut(x), then out += conv2(h) through the residual-in-y path. */
-        if ((st = run_conv(r, &rs->sc, &xr->t, NULL, &out->t)))
+
+    /* out = skip path, then out += conv2(c1). */
+    if (rs->resample) {
+        if ((st = ws_get(r, out, 4, oshape)) ||
+            (st = RUN(r, rs->resample > 0 ? unclip__op_upsample2x(r->vk, &x->t, &out->t)
+                                          : unclip__op_avgpool2x(r->vk, &x->t, &out->t))))
             return st;
-        if (xr == &xs)
-            ws_put(r, &xs);
-        else if (consume)
+        if (consume)
             ws_put(r, x);
         st = run_conv(r, &rs->c2, &c1.t, &out->t, &out->t);
+    } else if (rs->has_sc) {
+        if (!have_out && ((st = ws_get(r, out, 4, oshape)) ||
+                          (st = run_conv(r, &rs->sc, &x->t, NULL, &out->t))))
+            return st;
+        st = run_conv(r, &rs->c2, &c1.t, &out->t, &out->t);
+    } else if (consume) {
+        *out = *x;
+        x->id = -1;
+        x->t.buf = NULL;
+        st = run_conv(r, &rs->c2, &c1.t, &out->t, &out->t);
     } else {
-        st = run_conv(r, &rs->c2, &c1.t, &xr->t, &out->t);
-        if (xr == &xs)
-            ws_put(r, &xs);
-        else if (consume)
-            ws_put(r, x);
+        if ((st = ws_get(r, out, 4, oshape)))
+            return st;
+        st = run_conv(r, &rs->c2, &c1.t, &x->t, &out->t);
     }
     if (st != UNCLIP_OK)
         return st;
@@ -906,7 +1072,7 @@ static unclip_status
 push_skip(struct run *r, struct wt *h)
 {
     if (r->n_skips >= r->u->max_skips)
-        return unclip__fail(unclip__vk_err(r->vk), UNCLIP_E_INTERNAL, "unet: skip stack full");
+        return unclip__fail(r->err, UNCLIP_E_INTERNAL, "unet: skip stack full");
     r->skips[r->n_skips++] = *h;
     return UNCLIP_OK;
 }
@@ -971,7 +1137,7 @@ unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tens
     r->ctx = in->encoder_hidden_states;
     r->bias = NULL;
     if (c->context_dim > 0) {
-        if (u->hid.w.buf) {
+        if (c->encoder_hid_dim > 0) {
             int64_t s[3] = {b, r->ctx_len, c->cross_dim[0]};
             if ((st = ws_get(r, &ctx, 3, s)) ||
                 (st = RUN(r, unclip__lin_run(vk, &u->hid, in->encoder_hidden_states, NULL,
@@ -1065,8 +1231,7 @@ unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tens
         const struct block *bl = &u->up[i];
         for (int32_t j = 0; j < bl->n; j++) {
             if (r->n_skips <= 0)
-                return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
-                                    "unet: skip stack empty");
+                return unclip__fail(r->err, UNCLIP_E_INTERNAL, "unet: skip stack empty");
             struct wt skip = r->skips[--r->n_skips], cat, h2;
             int64_t s[4] = {b, h.t.shape[1] + skip.t.shape[1], h.t.shape[2], h.t.shape[3]};
             if ((st = ws_get(r, &cat, 4, s)) ||
@@ -1093,8 +1258,8 @@ unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tens
         }
     }
     if (r->n_skips != 0)
-        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
-                            "unet: %d skips left over", (int)r->n_skips);
+        return unclip__fail(r->err, UNCLIP_E_INTERNAL, "unet: %d skips left over",
+                            (int)r->n_skips);
 
     /* out = conv_out(SiLU(GroupNorm(h))). */
     struct wt n;
@@ -1177,7 +1342,8 @@ unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
     bool has_mask = c->context_dim > 0 && in->attention_mask != NULL;
     int64_t key[5] = {b, h, w, t, has_mask};
     unclip_status st;
-    struct run r = {.u = u, .vk = vk, .batch = (int32_t)b, .ctx_len = (int32_t)t};
+    struct run r = {.u = u, .vk = vk, .err = unclip__vk_err(vk), .batch = (int32_t)b,
+                    .ctx_len = (int32_t)t};
     r.skips = unclip__calloc((size_t)u->max_skips, sizeof *r.skips);
     if (!r.skips)
         return unclip__fail(unclip__vk_err(vk), UNCLIP_E_NOMEM, "unet: out of host memory");
@@ -1193,7 +1359,9 @@ unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
         r.plan = true;
         st = unet_pass(&r, in, out);
         if (st == UNCLIP_OK)
-            st = ws_assign(u);
+            st = ws_pack(ws, unclip__vk_err(vk));
+        if (st == UNCLIP_OK)
+            st = ws_alloc(u);
         if (st != UNCLIP_OK) {
             unclip__free(r.skips);
             ws_release(ws);
@@ -1211,5 +1379,71 @@ unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
             ws->host_bias[i] = (1.0f - in->attention_mask[i]) * -10000.0f;
     st = unet_pass(&r, in, out);
     unclip__free(r.skips);
+    return st;
+}
+
+unclip_status
+unclip__unet_plan(const struct unclip_unet_config *c, int32_t batch, int32_t height,
+                  int32_t width, int32_t context_len, bool mask, struct unclip_unet_plan *out,
+                  struct unclip_err *err)
+{
+    int64_t m = (int64_t)1 << c->n_downsamplers;
+    if (batch < 1 || height < 1 || width < 1 || height % m || width % m ||
+        (c->context_dim > 0 && context_len < 1))
+        return unclip__fail(err, UNCLIP_E_ARG,
+                            "unet plan: batch %d, %dx%d (multiples of %lld), context %d",
+                            (int)batch, (int)height, (int)width, (long long)m, (int)context_len);
+    struct unclip_unet *u = unclip__calloc(1, sizeof *u);
+    if (!u)
+        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+    u->cfg = *c;
+    unclip_status st = unet_build(u, NULL, err);
+    struct run r = {.u = u, .err = err, .plan = true, .batch = batch,
+                    .ctx_len = c->context_dim > 0 ? context_len : 0};
+    if (st == UNCLIP_OK) {
+        r.skips = unclip__calloc((size_t)u->max_skips, sizeof *r.skips);
+        if (!r.skips)
+            st = unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+    }
+    float one = 1.0f;
+    /* Shapes only: the planning pass reads nothing but the sample's shape. */
+    struct unclip_tensor sample = {.dtype = UNCLIP_DT_F32, .ndim = 4,
+                                   .shape = {batch, c->in_channels, height, width}};
+    struct unclip_tensor y = {.dtype = UNCLIP_DT_F32, .ndim = 4,
+                              .shape = {batch, c->out_channels, height, width}};
+    struct unclip_unet_inputs in = {.sample = &sample, .attention_mask = mask ? &one : NULL};
+    if (st == UNCLIP_OK)
+        st = unet_pass(&r, &in, &y);
+    if (st == UNCLIP_OK)
+        st = ws_pack(&u->ws, err);
+    int64_t *delta = NULL;
+    if (st == UNCLIP_OK) {
+        struct workspace *ws = &u->ws;
+        struct unclip_unet_plan p = {.n_tensors = ws->n_items, .n_buffers = ws->n_slots};
+        for (int32_t s = 0; s < ws->n_slots; s++)
+            p.workspace_bytes += (uint64_t)ws->slot_numel[s] * 4;
+        delta = unclip__calloc((size_t)r.clock + 1, sizeof *delta);
+        if (!delta)
+            st = unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+        for (int32_t i = 0; delta && i < ws->n_items; i++) {
+            const struct ws_item *it = &ws->items[i];
+            delta[it->t0] += it->numel;
+            if (it->t1 <= r.clock)
+                delta[it->t1] -= it->numel;
+            if ((uint64_t)it->numel * 4 > p.largest_bytes)
+                p.largest_bytes = (uint64_t)it->numel * 4;
+        }
+        int64_t live = 0;
+        for (int32_t t = 0; delta && t <= r.clock; t++) {
+            live += delta[t];
+            if ((uint64_t)live * 4 > p.live_peak_bytes)
+                p.live_peak_bytes = (uint64_t)live * 4;
+        }
+        if (st == UNCLIP_OK)
+            *out = p;
+    }
+    unclip__free(delta);
+    unclip__free(r.skips);
+    unclip__unet_free(u);
     return st;
 }

@@ -150,4 +150,19 @@ struct unclip_unet_inputs {
 unclip_status unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
                                    struct unclip_tensor *out);
 
+/* Activation memory of one forward for a config and input geometry, planned exactly as
+ * unclip__unet_forward plans it, but without weights or a device: for sizing a model (Karlo's
+ * super-resolution UNet at 256x256) before loading it, and for tests. */
+struct unclip_unet_plan {
+    uint64_t workspace_bytes; /* what the forward allocates (the packed buffers)            */
+    uint64_t live_peak_bytes; /* most bytes of intermediates alive at one time: the lower
+                                 bound of any packing                                     */
+    uint64_t largest_bytes;   /* the largest single intermediate                           */
+    int32_t n_tensors;        /* intermediates of one forward                              */
+    int32_t n_buffers;        /* device buffers they are packed into                       */
+};
+unclip_status unclip__unet_plan(const struct unclip_unet_config *c, int32_t batch,
+                                int32_t height, int32_t width, int32_t context_len, bool mask,
+                                struct unclip_unet_plan *out, struct unclip_err *err);
+
 #endif

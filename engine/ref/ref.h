@@ -49,4 +49,30 @@ void unclip_ref_timestep_embedding(const float *t, int32_t batch, int32_t dim,
 void unclip_ref_slerp(const float *a, const float *b, int64_t rows, int64_t dim, float w,
                       bool unit, float *y);
 
+/* normalisation (ref-norm.c). x: [n, c, spatial] for group norm, [rows, c] for layer norm,
+ * [rows, len] for softmax; gamma/beta may be NULL (1 / 0); scale_shift NULL or [n, 2c]. */
+void unclip_ref_group_norm(const float *x, int64_t n, int64_t c, int64_t spatial, int32_t n_groups,
+                           float eps, const float *gamma, const float *beta,
+                           const float *scale_shift, bool silu, float *y);
+void unclip_ref_layer_norm(const float *x, int64_t rows, int64_t c, const float *gamma,
+                           const float *beta, float eps, float *y);
+void unclip_ref_softmax(const float *x, int64_t rows, int64_t len, float *y);
+
+/* attention (ref-attention.c): the host mirror of struct unclip_attn_desc. A sequence's row r
+ * of batch b, head h starts at data[off + b * batch_stride + r * row_stride + h * head_dim].
+ * k2/v2 are used when k2.data is non-NULL; key_bias is NULL or [batch, k1.len].
+ * out: [batch, q.len, n_heads * head_dim]. */
+struct unclip_ref_seq {
+    const float *data;
+    int64_t off, row_stride, batch_stride, len;
+};
+struct unclip_ref_attn {
+    int64_t batch, n_heads, head_dim;
+    double scale;
+    bool causal;
+    struct unclip_ref_seq q, k1, v1, k2, v2;
+    const float *key_bias;
+};
+void unclip_ref_attention(const struct unclip_ref_attn *a, float *out);
+
 #endif

@@ -9,6 +9,7 @@
  * projection, and loader errors (missing tensor, wrong shape, unused tensor, unknown block
  * type) built in a temporary folder from the golden decoder. */
 #include "core/alloc.h"
+#include "io/json.h"
 #include "io/model-dir.h"
 #include "io/safetensors.h"
 #include "models/unet.h"
@@ -189,6 +190,23 @@ test_decoder(struct unclip_vk *vk, const struct unclip_model_dir *dir, bool fp32
                          "(%llu -> %llu)", label, (unsigned long long)mem0,
                          (unsigned long long)unclip__vk_mem_in_use(vk));
             free(want);
+        }
+        /* The device-free plan of the same geometry must give the workspace the forward
+         * allocated (each buffer rounded up to 256 bytes). */
+        {
+            struct unclip_unet_plan p;
+            struct unclip_err perr = {0};
+            st = unclip__unet_plan(c, (int32_t)b, (int32_t)h, (int32_t)w, (int32_t)t, true, &p,
+                                   &perr);
+            TU_CHECK(st == UNCLIP_OK, "decoder plan: %s", perr.msg);
+            uint64_t ws = unclip__unet_workspace_bytes(u);
+            TU_CHECK(st == UNCLIP_OK && ws >= p.workspace_bytes &&
+                         ws <= p.workspace_bytes + 256ull * (uint64_t)p.n_buffers,
+                     "decoder: workspace %llu vs plan %llu", (unsigned long long)ws,
+                     (unsigned long long)p.workspace_bytes);
+            printf("  decoder %s plan: %d intermediates in %d buffers, %.2f MiB (live peak %.2f "
+                   "MiB)\n", label, (int)p.n_tensors, (int)p.n_buffers,
+                   p.workspace_bytes / 1048576.0, p.live_peak_bytes / 1048576.0);
         }
         /* Once more for the timing figure (the first call planned the workspace). */
         {
@@ -558,6 +576,83 @@ test_hid_proj(struct unclip_vk *vk)
     unclip__unet_free(u);
 }
 
+/* ---- workspace planning at Karlo's sizes (no weights needed) ---- */
+
+/* Karlo v1 alpha's decoder and super-resolution configs (unclip.md 1.5, 1.6). */
+static const char *const karlo_decoder_cfg =
+    "{\"_class_name\": \"UNet2DConditionModel\", \"sample_size\": 64, \"in_channels\": 3,"
+    " \"out_channels\": 6, \"down_block_types\": [\"ResnetDownsampleBlock2D\","
+    " \"SimpleCrossAttnDownBlock2D\", \"SimpleCrossAttnDownBlock2D\","
+    " \"SimpleCrossAttnDownBlock2D\"], \"mid_block_type\": \"UNetMidBlock2DSimpleCrossAttn\","
+    " \"up_block_types\": [\"SimpleCrossAttnUpBlock2D\", \"SimpleCrossAttnUpBlock2D\","
+    " \"SimpleCrossAttnUpBlock2D\", \"ResnetUpsampleBlock2D\"],"
+    " \"block_out_channels\": [320, 640, 960, 1280], \"layers_per_block\": 3,"
+    " \"attention_head_dim\": 64, \"cross_attention_dim\": 1536, \"class_embed_type\": \"identity\","
+    " \"resnet_time_scale_shift\": \"scale_shift\", \"act_fn\": \"silu\", \"norm_num_groups\": 32,"
+    " \"norm_eps\": 1e-05, \"flip_sin_to_cos\": true, \"freq_shift\": 0, \"downsample_padding\": 1,"
+    " \"mid_block_scale_factor\": 1, \"center_input_sample\": false,"
+    " \"only_cross_attention\": false, \"dual_cross_attention\": false,"
+    " \"use_linear_projection\": false, \"upcast_attention\": false, \"num_class_embeds\": null}";
+static const char *const karlo_sr_cfg =
+    "{\"_class_name\": \"UNet2DModel\", \"sample_size\": 256, \"in_channels\": 6,"
+    " \"out_channels\": 3, \"down_block_types\": [\"ResnetDownsampleBlock2D\","
+    " \"ResnetDownsampleBlock2D\", \"ResnetDownsampleBlock2D\", \"ResnetDownsampleBlock2D\"],"
+    " \"up_block_types\": [\"ResnetUpsampleBlock2D\", \"ResnetUpsampleBlock2D\","
+    " \"ResnetUpsampleBlock2D\", \"ResnetUpsampleBlock2D\"], \"add_attention\": false,"
+    " \"block_out_channels\": [320, 640, 960, 1280], \"layers_per_block\": 3,"
+    " \"attention_head_dim\": 8, \"resnet_time_scale_shift\": \"default\", \"act_fn\": \"silu\","
+    " \"norm_num_groups\": 32, \"norm_eps\": 1e-05, \"flip_sin_to_cos\": true, \"freq_shift\": 0,"
+    " \"downsample_padding\": 1, \"mid_block_scale_factor\": 1, \"center_input_sample\": false,"
+    " \"time_embedding_type\": \"positional\"}";
+
+static bool
+plan_of(const char *text, const char *name, int32_t b, int32_t s, int32_t t,
+        struct unclip_unet_config *c, struct unclip_unet_plan *p)
+{
+    struct unclip_err err = {0};
+    struct unclip_json *j = NULL;
+    unclip_status st = unclip__json_parse(text, -1, name, &j, &err);
+    if (st == UNCLIP_OK)
+        st = unclip__unet_config_read(j, c, &err);
+    if (st == UNCLIP_OK)
+        st = unclip__unet_plan(c, b, s, s, t, t > 0, p, &err);
+    unclip__json_free(j);
+    TU_CHECK(st == UNCLIP_OK, "%s: plan: %s", name, err.msg);
+    if (st != UNCLIP_OK)
+        return false;
+    printf("  %s, batch %d, %dx%d: %d intermediates in %d buffers, workspace %.1f MiB (live peak "
+           "%.1f MiB, largest tensor %.1f MiB)\n",
+           name, (int)b, (int)s, (int)s, (int)p->n_tensors, (int)p->n_buffers,
+           p->workspace_bytes / 1048576.0, p->live_peak_bytes / 1048576.0,
+           p->largest_bytes / 1048576.0);
+    TU_CHECK(p->workspace_bytes >= p->live_peak_bytes, "%s: packing below the live peak", name);
+    TU_CHECK((double)p->workspace_bytes <= 1.35 * (double)p->live_peak_bytes,
+             "%s: packed workspace %.1f MiB is more than 1.35x the live peak %.1f MiB", name,
+             p->workspace_bytes / 1048576.0, p->live_peak_bytes / 1048576.0);
+    return true;
+}
+
+static void
+test_plan(void)
+{
+    struct unclip_unet_config c;
+    struct unclip_unet_plan p;
+    /* Decoder under classifier-free guidance: batch 2, 64x64, 4 + 77 context tokens. */
+    if (plan_of(karlo_decoder_cfg, "karlo decoder", 2, 64, 81, &c, &p)) {
+        /* The widest map: the first up-level-3 concat [2, 640 + 320, 64, 64]. */
+        uint64_t want = 2ull * (uint64_t)(c.block_out[1] + c.block_out[0]) * 64 * 64 * 4;
+        TU_CHECK(p.largest_bytes == want, "karlo decoder: largest %llu, expected %llu",
+                 (unsigned long long)p.largest_bytes, (unsigned long long)want);
+    }
+    /* Super-resolution at 256x256, batch 1: the biggest map is the concat [1, 960, 256, 256]
+     * (252 MB), above one binding's 128 MiB on lavapipe. */
+    if (plan_of(karlo_sr_cfg, "karlo super-res", 1, 256, 0, &c, &p)) {
+        uint64_t want = (uint64_t)(c.block_out[1] + c.block_out[0]) * 256 * 256 * 4;
+        TU_CHECK(p.largest_bytes == want, "karlo super-res: largest %llu, expected %llu",
+                 (unsigned long long)p.largest_bytes, (unsigned long long)want);
+    }
+}
+
 int
 main(void)
 {
@@ -583,6 +678,7 @@ main(void)
         }
     }
     unclip__model_dir_free(dir);
+    test_plan();
 
     snprintf(tmpdir, sizeof tmpdir, "%s/unclip-unet-XXXXXX", g_get_tmp_dir());
     if (!g_mkdtemp(tmpdir)) {

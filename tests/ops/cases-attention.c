@@ -1,6 +1,154 @@
-/* Op cases: attention. */
+/* Op cases: fused attention against the double reference, in the layouts the models use:
+ * separate q/k/v, a packed qkv projection, CLIP's causal self-attention, the prior's causal
+ * attention with a key bias on padded text tokens, and the decoder's cross attention over
+ * [encoder tokens; spatial tokens] with the bias on the encoder part. */
 #include "ophelp.h"
 
+#include <math.h>
+#include <string.h>
+
+enum {
+    A_CAUSAL = 1,  /* causal mask */
+    A_BIAS = 2,    /* key bias on k1 (padding mask) */
+    A_TWO = 4,     /* a second key/value source of L2 rows */
+    A_PACKED = 8,  /* q, k1, v1 in one [B, L, 3 * H * D] tensor (self attention) */
+    A_OFFSET = 16, /* separate tensors with leading padding and a loose batch stride */
+    A_DECODER = 32, /* SimpleCrossAttn: q, k2, v2 packed [B, Lq, 3 * H * D] from the spatial
+                       tokens (L2 = Lq), k1, v1 packed [B, L1, 2 * H * D] from the encoder */
+};
+
+/* d: B, H, D, Lq, L1, L2 (L2 used with A_TWO); flags are the case's. */
+static void
+run_attn(struct ot_ctx *c, const int64_t *d, int flags, float q_scale)
+{
+    int64_t bsz = d[0], heads = d[1], hd = d[2], lq = d[3], l1 = d[4];
+    int64_t l2 = flags & A_TWO ? d[5] : 0, w = heads * hd;
+    struct unclip_attn_desc a = {
+        .batch = (int32_t)bsz, .n_heads = (int32_t)heads, .head_dim = (int32_t)hd,
+        .scale = (float)(1.0 / sqrt((double)hd)), .causal = (flags & A_CAUSAL) != 0,
+    };
+    struct unclip_ref_attn r = {.batch = bsz, .n_heads = heads, .head_dim = hd,
+                                .scale = a.scale, .causal = a.causal};
+    if (flags & A_DECODER) {
+        int64_t ss[3] = {bsz, lq, 3 * w}, es[3] = {bsz, l1, 2 * w};
+        float *hs, *he;
+        struct unclip_tensor *sp = ot_input(c, UNCLIP_DT_F32, 3, ss, q_scale, &hs);
+        struct unclip_tensor *en = ot_input(c, UNCLIP_DT_F32, 3, es, 1.0f, &he);
+        l2 = lq;
+        a.q = (struct unclip_seq){sp, 0, 3 * w, lq * 3 * w, (int32_t)lq};
+        a.k2 = (struct unclip_seq){sp, w, 3 * w, lq * 3 * w, (int32_t)lq};
+        a.v2 = (struct unclip_seq){sp, 2 * w, 3 * w, lq * 3 * w, (int32_t)lq};
+        a.k1 = (struct unclip_seq){en, 0, 2 * w, l1 * 2 * w, (int32_t)l1};
+        a.v1 = (struct unclip_seq){en, w, 2 * w, l1 * 2 * w, (int32_t)l1};
+        r.q = (struct unclip_ref_seq){hs, 0, 3 * w, lq * 3 * w, lq};
+        r.k2 = (struct unclip_ref_seq){hs, w, 3 * w, lq * 3 * w, lq};
+        r.v2 = (struct unclip_ref_seq){hs, 2 * w, 3 * w, lq * 3 * w, lq};
+        r.k1 = (struct unclip_ref_seq){he, 0, 2 * w, l1 * 2 * w, l1};
+        r.v1 = (struct unclip_ref_seq){he, w, 2 * w, l1 * 2 * w, l1};
+    } else if (flags & A_PACKED) {
+        /* self attention: one projection output holding q | k | v per row */
+        int64_t s[3] = {bsz, lq, 3 * w};
+        float *h;
+        struct unclip_tensor *t = ot_input(c, UNCLIP_DT_F32, 3, s, q_scale, &h);
+        struct unclip_seq *seqs[3] = {&a.q, &a.k1, &a.v1};
+        struct unclip_ref_seq *rseqs[3] = {&r.q, &r.k1, &r.v1};
+        for (int i = 0; i < 3; i++) {
+            *seqs[i] = (struct unclip_seq){t, i * w, 3 * w, lq * 3 * w, (int32_t)lq};
+            *rseqs[i] = (struct unclip_ref_seq){h, i * w, 3 * w, lq * 3 * w, lq};
+        }
+    } else {
+        int64_t lens[5] = {lq, l1, l1, l2, l2};
+        struct unclip_seq *seqs[5] = {&a.q, &a.k1, &a.v1, &a.k2, &a.v2};
+        struct unclip_ref_seq *rseqs[5] = {&r.q, &r.k1, &r.v1, &r.k2, &r.v2};
+        int n = flags & A_TWO ? 5 : 3;
+        for (int i = 0; i < n; i++) {
+            /* A_OFFSET: 3 rows of padding in front and 2 spare rows per batch entry */
+            int64_t pad = flags & A_OFFSET ? 3 : 0, spare = flags & A_OFFSET ? 2 : 0;
+            int64_t bs = (lens[i] + spare) * w;
+            int64_t s[2] = {pad + bsz, bs};
+            float *h;
+            struct unclip_tensor *t =
+                ot_input(c, UNCLIP_DT_F32, 2, s, i == 0 ? q_scale : 1.0f, &h);
+            *seqs[i] = (struct unclip_seq){t, pad * bs, w, bs, (int32_t)lens[i]};
+            *rseqs[i] = (struct unclip_ref_seq){h, pad * bs, w, bs, lens[i]};
+        }
+    }
+    float *hbias = NULL;
+    if (flags & A_BIAS) {
+        /* padding mask: batch entry b keeps its first l1 - 3 - 5b keys (at least 1) */
+        hbias = ot_scratch(c, bsz * l1);
+        for (int64_t b = 0; b < bsz; b++) {
+            int64_t keep = l1 - 3 - 5 * b;
+            keep = keep < 1 ? 1 : keep;
+            for (int64_t j = 0; j < l1; j++)
+                hbias[b * l1 + j] = j < keep ? 0.0f : -10000.0f;
+        }
+        int64_t bs[2] = {bsz, l1};
+        a.key_bias = ot_input_from(c, 2, bs, hbias);
+        r.key_bias = hbias;
+    }
+    int64_t os[3] = {bsz, lq, w};
+    struct unclip_tensor *out = ot_output(c, 3, os);
+    float *ref = ot_scratch(c, bsz * lq * w);
+    unclip_ref_attention(&r, ref);
+    char label[96];
+    snprintf(label, sizeof label, "B%lld H%lld D%lld Lq%lld L%lld+%lld%s%s%s", (long long)bsz,
+             (long long)heads, (long long)hd, (long long)lq, (long long)l1, (long long)l2,
+             flags & A_CAUSAL ? " causal" : "", flags & A_BIAS ? " bias" : "",
+             flags & A_PACKED ? " packed" : flags & A_DECODER ? " decoder" : "");
+    if (ot_ok(c, unclip__op_attention(c->vk, &a, out)))
+        ot_compare(c, label, out, ref, TOL_ACC);
+}
+
+static void run_plain(struct ot_ctx *c, const int64_t *d) { run_attn(c, d, 0, 1.0f); }
+static void run_sharp(struct ot_ctx *c, const int64_t *d) { run_attn(c, d, 0, 4.0f); }
+static void run_offset(struct ot_ctx *c, const int64_t *d) { run_attn(c, d, A_OFFSET, 1.0f); }
+static void run_causal(struct ot_ctx *c, const int64_t *d) { run_attn(c, d, A_CAUSAL, 1.0f); }
+static void run_packed(struct ot_ctx *c, const int64_t *d) { run_attn(c, d, A_PACKED, 1.0f); }
+static void run_packed_causal(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_PACKED | A_CAUSAL, 1.0f);
+}
+static void run_prior(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_CAUSAL | A_BIAS, 1.0f);
+}
+static void run_decoder(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_DECODER | A_BIAS, 1.0f);
+}
+static void run_two_offset(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_TWO | A_BIAS | A_OFFSET, 1.0f);
+}
+static void run_two(struct ot_ctx *c, const int64_t *d) { run_attn(c, d, A_TWO, 2.0f); }
+static void run_two_causal(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_TWO | A_CAUSAL, 1.0f);
+}
+
 const struct op_case ot_cases_attention[] = {
+    {"attention", run_plain, {2, 4, 8, 7, 7}},
+    {"attention", run_plain, {1, 3, 12, 1, 1}},
+    {"attention_sharp", run_sharp, {2, 2, 16, 33, 81}},
+    {"attention_offset", run_offset, {2, 3, 12, 19, 5}},
+    {"attention_causal", run_causal, {2, 4, 8, 77, 77}},
+    {"attention_causal", run_causal, {1, 2, 64, 77, 77}},
+    {"attention_packed", run_packed, {2, 4, 8, 77, 77}},
+    {"attention_packed", run_packed_causal, {1, 3, 16, 81, 81}},
+    {"attention_prior", run_prior, {2, 4, 8, 81, 81}},
+    {"attention_prior", run_prior, {2, 2, 64, 81, 81}},
+    {"attention_decoder", run_decoder, {2, 4, 8, 81, 81}},
+    {"attention_decoder", run_decoder, {1, 2, 64, 81, 81}},
+    {"attention_decoder", run_decoder, {2, 3, 12, 49, 81}},
+    {"attention_two", run_two_offset, {2, 2, 16, 23, 9, 17}},
+    {"attention_two", run_two, {1, 2, 32, 9, 4, 13}},
+    {"attention_two", run_two_causal, {2, 2, 8, 40, 7, 33}},
+    {"attention", run_plain, {1, 2, 64, 257, 257}},
+    {"attention", run_plain, {1, 1, 128, 65, 130}},
+    {"attention_odd", run_plain, {2, 3, 5, 17, 9}},
+    {"attention_odd", run_causal, {1, 2, 37, 70, 70}},
+    {"attention", run_plain, {1, 2, 100, 31, 29}},
+    {"attention", run_plain, {1, 1, 40, 1105, 1105}},
     {NULL, NULL, {0}},
 };

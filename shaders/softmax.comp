@@ -1,0 +1,61 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// Softmax over the last dimension, one row of x: [rows, L] per workgroup: the row maximum,
+// then the sum of exp(x - max), then y = exp(x - max) / sum. x and y may be the same buffer.
+#include "common.glsl"
+#define WG 128
+layout(local_size_x = WG) in;
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) writeonly buffer Y { float y[]; };
+layout(push_constant) uniform P { uint rows, len; } p;
+
+shared float red[WG];
+
+float wg_max(float v)
+{
+    uint lid = gl_LocalInvocationID.x;
+    red[lid] = v;
+    barrier();
+    for (uint k = WG / 2; k > 0; k >>= 1) {
+        if (lid < k)
+            red[lid] = max(red[lid], red[lid + k]);
+        barrier();
+    }
+    float r = red[0];
+    barrier();
+    return r;
+}
+
+float wg_sum(float v)
+{
+    uint lid = gl_LocalInvocationID.x;
+    red[lid] = v;
+    barrier();
+    for (uint k = WG / 2; k > 0; k >>= 1) {
+        if (lid < k)
+            red[lid] += red[lid + k];
+        barrier();
+    }
+    float r = red[0];
+    barrier();
+    return r;
+}
+
+void main()
+{
+    uint row = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    if (row >= p.rows)
+        return;  // uniform over the workgroup
+    uint lid = gl_LocalInvocationID.x;
+    uint base = row * p.len;
+    float m = -3.402823e38;
+    for (uint i = lid; i < p.len; i += WG)
+        m = max(m, x[base + i]);
+    m = wg_max(m);
+    float acc = 0.0;
+    for (uint i = lid; i < p.len; i += WG)
+        acc += exp(x[base + i] - m);
+    float inv = 1.0 / wg_sum(acc);
+    for (uint i = lid; i < p.len; i += WG)
+        y[base + i] = exp(x[base + i] - m) * inv;
+}
