@@ -152,6 +152,8 @@ download_usage(FILE *f)
             "  --only GROUP      text-to-image (no image encoder) or image-encoder (variations)\n"
             "  --attempts N      tries per file before giving up (default 6)\n"
             "  --retry-delay MS  first wait between tries, doubled each time (default 1000)\n"
+            "  --no-hub-cache    fetch everything, even files the Hugging Face hub cache has\n"
+            "                    ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)\n"
             "  --no-space-check  start even when the disk looks too full\n"
             "  -q, --quiet       print errors only\n");
 }
@@ -182,6 +184,8 @@ cli_cmd_download(int argc, char **argv)
             o.attempts = atoi(argv[++i]);
         } else if (!strcmp(a, "--retry-delay") && v) {
             o.retry_delay_ms = atoi(argv[++i]);
+        } else if (!strcmp(a, "--no-hub-cache")) {
+            o.use_hub_cache = false;
         } else if (!strcmp(a, "--no-space-check")) {
             o.check_space = false;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {

@@ -3,6 +3,7 @@
 #include "io/download.h"
 
 #include "core/alloc.h"
+#include "io/model-search.h"
 #include "io/safetensors.h"
 
 #include <curl/curl.h>
@@ -111,6 +112,7 @@ unclip__dl_opts_default(void)
         .connect_timeout_s = 30,
         .stall_timeout_s = 60,
         .check_space = true,
+        .use_hub_cache = true,
     };
     return o;
 }
@@ -364,6 +366,7 @@ struct dl {
     double t0, last_report, speed, speed_t, speed_bytes;
     uint64_t run_bytes;      /* bytes received in this run                              */
     bool cancelled;
+    char *hub;               /* hub cache folder, NULL when not used                    */
 };
 
 static void
@@ -605,6 +608,7 @@ perform(struct dl *dl, const char *url, struct xfer *x, struct unclip_err *err)
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
     /* no compression: byte offsets must be the file's */
     curl_easy_setopt(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 256L * 1024L); /* fewer, larger writes */
     char range[64] = "";
     if (x->range_from > 0 || x->range_to >= 0) {
         if (x->range_to >= 0)
@@ -1034,6 +1038,70 @@ fetch_range_to_file(struct dl *dl, const char *url, FILE *fp, uint64_t from, int
     return REQ_OK;
 }
 
+/* <hub>/models--org--name/blobs/<hash> when it exists with `size` bytes (new string). */
+static char *
+cache_blob(const struct dl *dl, const char *repo, const char *hash, uint64_t size)
+{
+    if (!dl->hub || !hash[0])
+        return NULL;
+    gchar **parts = g_strsplit(repo, "/", -1);
+    gchar *joined = g_strjoinv("--", parts);
+    gchar *p = g_strdup_printf("%s/models--%s/blobs/%s", dl->hub, joined, hash);
+    g_strfreev(parts);
+    g_free(joined);
+    char *r = file_size(p) == (int64_t)size ? unclip__strdup(p) : NULL;
+    g_free(p);
+    return r;
+}
+
+/* Copies bytes [from, from + len) of `src` to the end of `fp`. */
+static bool
+copy_range(FILE *src, uint64_t from, uint64_t len, FILE *fp, struct dl *dl, uint64_t *pos)
+{
+    if (fseeko(src, (off_t)from, SEEK_SET) != 0)
+        return false;
+    enum { BUF = 1 << 20 };
+    char *buf = unclip__malloc(BUF);
+    if (!buf)
+        return false;
+    bool ok = true;
+    while (ok && len > 0) {
+        size_t n = len < BUF ? (size_t)len : BUF;
+        ok = fread(buf, 1, n, src) == n && fwrite(buf, 1, n, fp) == n;
+        len -= n;
+        *pos += n;
+        report(dl, UNCLIP_DL_EV_PROGRESS, *pos, false);
+    }
+    unclip__free(buf);
+    return ok;
+}
+
+/* Puts the hub cache's blob of the file into the .part (hard link, else copy). */
+static bool
+part_from_cache(struct dl *dl, struct job *j, const char *hash)
+{
+    char *blob = cache_blob(dl, j->it->repo, hash, j->total);
+    if (!blob)
+        return false;
+    unlink(j->part);
+    bool ok = link(blob, j->part) == 0;
+    if (!ok) {
+        FILE *in = fopen(blob, "rb"), *out = in ? fopen(j->part, "wb") : NULL;
+        uint64_t pos = 0;
+        ok = in && out && copy_range(in, 0, j->total, out, dl, &pos);
+        if (out && fclose(out) != 0)
+            ok = false;
+        if (in)
+            fclose(in);
+        if (!ok)
+            unlink(j->part);
+    }
+    if (ok)
+        note(dl, "%s: taken from the hub cache (%s)", j->it->dest, blob);
+    unclip__free(blob);
+    return ok;
+}
+
 static unclip_status
 fetch_file(struct dl *dl, struct job *j, struct unclip_err *err)
 {
@@ -1041,7 +1109,12 @@ fetch_file(struct dl *dl, struct job *j, struct unclip_err *err)
     const bool lfs = j->r->sha256[0] != '\0';
     const char *want = lfs ? j->r->sha256 : j->r->oid;
     unclip_status st = UNCLIP_OK;
+    bool cache_tried = false;
     for (int32_t k = 1;; k++) {
+        if (!cache_tried && file_size(j->part) < (int64_t)j->total) {
+            cache_tried = true; /* once: a blob that fails verification is not taken again */
+            part_from_cache(dl, j, want);
+        }
         int64_t have = file_size(j->part);
         if (have < 0 || (uint64_t)have > j->total)
             have = 0;
@@ -1138,14 +1211,31 @@ fetch_tensors(struct dl *dl, struct job *j, struct unclip_err *err)
                  (unsigned long long)pos, (unsigned long long)j->total);
         report(dl, UNCLIP_DL_EV_FILE_START, pos, true);
         enum req_result r = REQ_OK;
+        /* The whole file in the hub cache (e.g. CLIP-L, which Stable Diffusion users have):
+         * the ranges are read from there. Its hash is not checked (it is the whole file's);
+         * the cache's own name for it is that hash, and the result is validated below. */
+        char *blob = k == 1 ? cache_blob(dl, j->it->repo, j->r->sha256, j->r->size) : NULL;
+        FILE *bf = blob ? fopen(blob, "rb") : NULL;
+        if (bf)
+            note(dl, "%s: reading the tensors from the hub cache (%s)", j->it->dest, blob);
+        unclip__free(blob);
         for (int32_t s = 0; s < j->n_segs && r == REQ_OK; s++) {
             const struct segment *g = &j->segs[s];
             if (g->dst + g->len <= pos)
                 continue;
             uint64_t skip = pos - g->dst;
-            r = fetch_range_to_file(dl, url, fp, g->src + skip,
-                                    (int64_t)(g->src + g->len - 1), true,
-                                    j->r->sha256[0] ? j->r->sha256 : NULL, err);
+            if (bf) {
+                uint64_t p2 = pos;
+                if (!copy_range(bf, g->src + skip, g->len - skip, fp, dl, &p2)) {
+                    unclip__fail(err, UNCLIP_E_IO, "%s: cannot copy from the hub cache",
+                                 j->it->dest);
+                    r = REQ_RETRY; /* the next attempt fetches from the server */
+                }
+            } else {
+                r = fetch_range_to_file(dl, url, fp, g->src + skip,
+                                        (int64_t)(g->src + g->len - 1), true,
+                                        j->r->sha256[0] ? j->r->sha256 : NULL, err);
+            }
             if (r == REQ_OK) {
                 fflush(fp);
                 int64_t now = file_size(j->part);
@@ -1157,6 +1247,8 @@ fetch_tensors(struct dl *dl, struct job *j, struct unclip_err *err)
                 pos = g->dst + g->len;
             }
         }
+        if (bf)
+            fclose(bf);
         bool closed_ok = fclose(fp) == 0;
         if (r == REQ_OK && !closed_ok) {
             unclip__fail(err, UNCLIP_E_IO, "%s: cannot write: %s", j->part, g_strerror(errno));
@@ -1321,6 +1413,13 @@ unclip__dl_run(const struct unclip_dl_plan *plan, const char *dest,
     if (!dl.curl)
         return unclip__fail(err, UNCLIP_E_NOMEM, "download: libcurl handle: out of memory");
     dl.t0 = dl.speed_t = now_s();
+    if (o.use_hub_cache) {
+        dl.hub = unclip__hub_cache_dir();
+        if (dl.hub && !g_file_test(dl.hub, G_FILE_TEST_IS_DIR)) {
+            unclip__free(dl.hub);
+            dl.hub = NULL;
+        }
+    }
 
     unclip_status st = UNCLIP_OK;
     GHashTable *lists = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
@@ -1473,5 +1572,6 @@ out:
     unclip__free(jobs);
     g_hash_table_unref(lists);
     curl_easy_cleanup(dl.curl);
+    unclip__free(dl.hub);
     return st;
 }

@@ -21,6 +21,12 @@
  * file under a name the engine reads. A hash mismatch deletes the .part and fetches the file
  * again (counted as an attempt). A file already in place is hashed and kept when it matches.
  *
+ * Hub cache: the hub's own cache (huggingface_hub, diffusers) stores each file of a repository
+ * as models--org--name/blobs/<hash>, named by exactly the hashes the tree API lists (SHA-256 for
+ * LFS files, the git blob SHA-1 otherwise). A file whose blob is there is hard-linked (or
+ * copied) into the .part instead of fetched, then verified like a download; for an extraction,
+ * the byte ranges are read from the cached blob of the whole file.
+ *
  * Tensor extraction (UNCLIP_DL_TENSORS): for a component that exists only inside a larger
  * safetensors file (the CLIP image encoder inside openai/clip-vit-large-patch14's
  * model.safetensors, a whole CLIPModel), the header is read with range requests, the tensors
@@ -112,6 +118,9 @@ struct unclip_dl_opts {
                                   and resumed (default 60)                               */
     const char *only_group;    /* NULL: every item; else only items of this group        */
     bool check_space;          /* refuse to start when the disk lacks room (default on)  */
+    bool use_hub_cache;        /* take files the Hugging Face hub cache already holds
+                                  (blobs/<published hash>) instead of fetching them
+                                  (default on; see unclip__hub_cache_dir)                */
     /* Called from the downloading thread; progress at most ~10 times a second. */
     void (*progress)(const struct unclip_dl_progress *p, void *user);
     /* Notes worth a line: resumes, retries, mismatches. */

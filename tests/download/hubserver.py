@@ -23,7 +23,8 @@ Misbehaviour on demand, for the tests:
   --redirect       answer LFS files with 302 to /cdn/<sha256>, as the hub does
   --page-size N    tree API pages of N entries
 Every request is appended to --log as a JSON line {method, path, range, status, sent}.
-The chosen port is written to --port-file once the server listens.
+The chosen port is written to --port-file once the server listens. --hash-cache FILE keeps
+the files' hashes between servers of one test (by path, size and mtime).
 """
 import argparse
 import hashlib
@@ -59,8 +60,21 @@ def resolve_stub(path):
     return os.path.realpath(path)
 
 
+def file_hashes(real, lfs, cache):
+    """(size, git blob SHA-1, SHA-256 or None), remembered in `cache` by path, size, mtime."""
+    st = os.stat(real)
+    key = "%s|%d|%d|%d" % (real, st.st_size, st.st_mtime_ns, lfs)
+    if key not in cache:
+        with open(real, "rb") as f:
+            data = f.read()
+        oid = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        sha = hashlib.sha256(data).hexdigest() if lfs else None
+        cache[key] = [len(data), oid, sha]
+    return cache[key]
+
+
 class Repo:
-    def __init__(self, name, root):
+    def __init__(self, name, root, cache):
         self.name = name
         self.root = root
         self.files = {}  # repo path -> dict(real, size, oid, sha256|None)
@@ -69,11 +83,8 @@ class Repo:
                 full = os.path.join(d, n)
                 rel = os.path.relpath(full, root).replace(os.sep, "/")
                 real = resolve_stub(full)
-                with open(real, "rb") as f:
-                    data = f.read()
-                oid = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-                sha = hashlib.sha256(data).hexdigest() if n.endswith(LFS_SUFFIXES) else None
-                self.files[rel] = {"real": real, "size": len(data), "oid": oid, "sha256": sha}
+                size, oid, sha = file_hashes(real, n.endswith(LFS_SUFFIXES), cache)
+                self.files[rel] = {"real": real, "size": size, "oid": oid, "sha256": sha}
         self.commit = hashlib.sha1(name.encode()).hexdigest()
 
 
@@ -81,9 +92,18 @@ class State:
     def __init__(self, args):
         self.args = args
         self.repos = {}
+        cache = {}
+        if args.hash_cache and os.path.exists(args.hash_cache):
+            with open(args.hash_cache) as f:
+                cache = json.load(f)
         for spec in args.repo:
             name, root = spec.split("=", 1)
-            self.repos[name] = Repo(name, root)
+            self.repos[name] = Repo(name, root, cache)
+        if args.hash_cache:
+            tmp = args.hash_cache + ".%d" % os.getpid()
+            with open(tmp, "w") as f:
+                json.dump(cache, f)
+            os.replace(tmp, args.hash_cache)
         self.by_sha = {}
         for r in self.repos.values():
             for p, f in r.files.items():
@@ -243,7 +263,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         sent = 0
         todo = length if cut is None else cut
-        chunk = 65536
+        chunk = 65536 if args.throttle else 1 << 20
         t0 = time.monotonic()
         try:
             while sent < todo:
@@ -281,6 +301,7 @@ def main():
     ap.add_argument("--no-range", action="store_true")
     ap.add_argument("--redirect", action="store_true")
     ap.add_argument("--page-size", type=int, default=0)
+    ap.add_argument("--hash-cache", help="JSON file remembering file hashes between servers")
     ap.add_argument("--lifetime", type=float, default=600.0,
                     help="exit after this many seconds whatever happens")
     args = ap.parse_args()

@@ -65,10 +65,12 @@ def check(cond, what):
 
 # ---- files ----------------------------------------------------------------------------------
 
+sys.path.insert(0, HERE)
+import hubserver  # noqa: E402  (resolve_stub)
+
+
 def resolve(path):
     """The real file behind a git link stub (see hubserver.resolve_stub)."""
-    sys.path.insert(0, HERE)
-    import hubserver
     return hubserver.resolve_stub(path)
 
 
@@ -151,8 +153,12 @@ def source_files(root):
 
 # ---- processes --------------------------------------------------------------------------------
 
+ISOLATED = {}  # environment of every run: no real hub cache or GIMP folder of the machine
+
+
 def run(args, env=None, timeout=120):
     e = dict(os.environ)
+    e.update(ISOLATED)
     e.update(env or {})
     p = subprocess.run([EXE] + args, capture_output=True, text=True, env=e, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
@@ -165,7 +171,8 @@ class Server:
         self.log = os.path.join(tmp, "server-%d.log" % random.randrange(1 << 30))
         port_file = self.log + ".port"
         cmd = [sys.executable, os.path.join(HERE, "hubserver.py"), "--port-file", port_file,
-               "--log", self.log, "--lifetime", "300"]
+               "--log", self.log, "--lifetime", "300",
+               "--hash-cache", os.path.join(tmp, "hash-cache.json")]
         for name, root in repos.items():
             cmd += ["--repo", "%s=%s" % (name, root)]
         cmd += list(extra)
@@ -684,9 +691,53 @@ def scenario_hubcache(tmp):
     # The engine reads weights through the snapshot's symlinks into blobs/.
     parity(tmp, snap, VAR, ["text_encoder.safetensors"], 1e-4, "hubcache")
 
+    # `unclip download` takes what the cache has: the Karlo files by their published hash, the
+    # image encoder's ranges from a cached whole CLIP file; a damaged blob is not taken.
+    r = repos(tmp)
+    build_hub_cache(hub, "openai/clip-vit-large-patch14", r["openai/clip-vit-large-patch14"],
+                    "c1" * 20)
+    victim = os.path.join(hub, "models--kakaobrain--karlo-v1-alpha", "blobs",
+                          hashlib.sha256(read_bytes(os.path.join(
+                              T2I, "text_proj", "diffusion_pytorch_model.safetensors"))).hexdigest())
+    data = bytearray(open(victim, "rb").read())
+    data[len(data) // 2] ^= 1
+    open(victim, "wb").write(data)
+    srv = Server(tmp, r)
+    try:
+        dest = os.path.join(tmp, "from-cache")
+        rc, so, se = run(["download", "karlo", "--dest", dest, "--mirror", srv.url,
+                          "--retry-delay", "1"], env={"HF_HUB_CACHE": hub})
+        check(rc == 0, "download from the cache: exit %d: %s" % (rc, se[-3000:]))
+        check_download(dest, what="from the cache: ")
+        taken = se.count("taken from the hub cache")
+        check(taken == len(T2I_FILES), "%d files taken from the cache, %d expected" %
+              (taken, len(T2I_FILES)))
+        check("reading the tensors from the hub cache" in se, "CLIP ranges not read from cache")
+        check("text_proj/diffusion_pytorch_model.safetensors: SHA-256" in se,
+              "the damaged blob was not caught: %s" % se[-3000:])
+        bodies = [q for q in srv.requests() if "/resolve/" in q["path"]]
+        fetched = sorted(set(q["path"].split("/resolve/main/")[1] for q in bodies))
+        check(fetched == ["feature_extractor/preprocessor_config.json",
+                          "image_encoder/config.json", "model.safetensors",
+                          "text_proj/diffusion_pytorch_model.safetensors"],
+              "fetched from the server despite the cache: %s" % fetched)
+        check(os.path.exists(victim) and open(victim, "rb").read() == bytes(data),
+              "the cache's blob was modified")
+        print("  from the hub cache: %d files linked, fetched from the server: %s" %
+              (taken, fetched))
+        dest2 = os.path.join(tmp, "no-cache")
+        rc, so, se = run(["download", "karlo", "--dest", dest2, "--mirror", srv.url,
+                          "--no-hub-cache", "--only", "text-to-image"], env={"HF_HUB_CACHE": hub})
+        check(rc == 0 and "hub cache" not in se, "--no-hub-cache: %d %s" % (rc, se[-2000:]))
+    finally:
+        srv.stop()
+
 
 def main():
     tmp = tempfile.mkdtemp(prefix="unclip-dl-")
+    os.makedirs(os.path.join(tmp, "empty-hub"))
+    ISOLATED.update({"HF_HUB_CACHE": os.path.join(tmp, "empty-hub"),
+                     "GIMP3_DIRECTORY": os.path.join(tmp, "empty-gimp")})
     t0 = time.monotonic()
     try:
         {"basic": scenario_basic, "faults": scenario_faults, "errors": scenario_errors,
