@@ -127,7 +127,7 @@ download_usage(FILE *f)
             "models:\n");
     for (int32_t i = 0; unclip__dl_plan_at(i); i++) {
         const struct unclip_dl_plan *p = unclip__dl_plan_at(i);
-        fprintf(f, "  %-10s %s (from", p->name, p->folder);
+        fprintf(f, "  %-10s %s, from", p->name, p->folder);
         const char *seen[8] = {0};
         int ns = 0;
         for (int32_t k = 0; k < p->n_items; k++) {
@@ -136,17 +136,17 @@ download_usage(FILE *f)
                 dup |= !strcmp(seen[s], p->items[k].repo);
             if (!dup && ns < 8) {
                 seen[ns++] = p->items[k].repo;
-                fprintf(f, "%s %s", ns > 1 ? "," : "", p->items[k].repo);
+                fprintf(f, "%s\n             %s", ns > 1 ? "," : "", p->items[k].repo);
             }
         }
-        fprintf(f, ")\n");
+        fprintf(f, "\n");
     }
     fprintf(f,
             "\n"
             "options:\n"
             "  --dest DIR        model folder to fill (default: GIMP's models folder,\n"
             "                    ~/.config/GIMP/3.0/unclip/models/<name>, where the plug-in\n"
-            "                    and 'unclip --model <name>' look)\n"
+            "                    and 'unclip find-model <name>' look)\n"
             "  --mirror URL      server to fetch from (default $UNCLIP_HF_ENDPOINT, else\n"
             "                    $HF_ENDPOINT, else " UNCLIP_HF_DEFAULT_ENDPOINT ")\n"
             "  --only GROUP      text-to-image (no image encoder) or image-encoder (variations)\n"

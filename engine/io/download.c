@@ -345,6 +345,7 @@ struct xfer {
     bool write_failed;
     int write_errno;
     bool range_mismatch;
+    bool ignored_range;      /* 200 with the whole file to a bounded range request     */
     bool too_much;
     /* error body of an HTTP error, for the message */
     char errbody[200];
@@ -493,6 +494,11 @@ on_body(char *buf, size_t size, size_t n, void *user)
     if (!x->body_started) {
         x->body_started = true;
         if (x->sink == SINK_FILE) {
+            if (x->status == 200 && x->range_to >= 0) {
+                /* a bounded range answered with the whole file: nothing of it is wanted */
+                x->ignored_range = true;
+                return 0;
+            }
             if (x->status == 200 && x->range_from > 0) {
                 /* the server ignored the Range: start the file again */
                 note(x->dl, "%s: the server does not resume (HTTP 200 to a range request); "
@@ -637,6 +643,11 @@ perform(struct dl *dl, const char *url, struct xfer *x, struct unclip_err *err)
         unclip__fail(err, UNCLIP_E_IO, "%s: asked for bytes from %llu, the server sent from "
                      "%lld", url, (unsigned long long)x->range_from, (long long)x->cr_start);
         return REQ_RETRY;
+    }
+    if (x->ignored_range) {
+        unclip__fail(err, UNCLIP_E_IO, "%s: the server ignores Range requests (HTTP 200 to "
+                     "bytes %s): cannot fetch part of a file from it", url, range);
+        return REQ_FATAL;
     }
     if (x->too_much) {
         unclip__fail(err, UNCLIP_E_IO, "%s: the server sent more than the %llu bytes asked "

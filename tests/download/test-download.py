@@ -484,6 +484,16 @@ def scenario_errors(tmp):
         check(rc == 1 and "Range" in se, "no-range server: exit %d: %s" % (rc, se))
         check(not os.path.exists(os.path.join(dest, "image_encoder", "model.safetensors")),
               "no-range: an image encoder was written")
+        # whole files from such a server: a .part to resume is started again from byte 0
+        dest = os.path.join(tmp, "norange-t2i")
+        part = os.path.join(dest, "tokenizer", "vocab.json.part")
+        os.makedirs(os.path.dirname(part))
+        with open(part, "wb") as f:
+            f.write(read_bytes(os.path.join(T2I, "tokenizer", "vocab.json"))[:1000] + b"junk")
+        rc, so, se = run(["download", "karlo", "--only", "text-to-image", "--dest", dest,
+                          "--mirror", srv.url])
+        check(rc == 0 and "does not resume" in se, "no-range resume: %d %s" % (rc, se[-2000:]))
+        check_download(dest, with_image=False, what="no-range: ")
     finally:
         srv.stop()
 
