@@ -135,9 +135,11 @@ unclip_error_from_job (const UnclipJob *job)
 
     case UNCLIP_E_MODEL:
       if (! dir[0])
-        return g_error_new_literal (UNCLIP_PLUG_ERROR, UNCLIP_PLUG_ERROR_MODEL,
-                                    _("No model folder is set. Choose the folder of an "
-                                      "unCLIP model (it holds model_index.json)."));
+        return g_error_new (UNCLIP_PLUG_ERROR, UNCLIP_PLUG_ERROR_MODEL,
+                            _("No model was found (%s). Choose the folder of an unCLIP "
+                              "model (it holds model_index.json), or get one with "
+                              "“unclip download karlo”."),
+                            detail);
 
       if (job->needs && (job->features & job->needs) != job->needs &&
           (! job->detail || ! job->detail[0]))

@@ -172,7 +172,8 @@ unclip_params_add_arguments (GimpProcedure *procedure,
                                       "", G_PARAM_READWRITE);
   gimp_procedure_add_file_argument (procedure, "model-folder", _("_Model folder"),
                                     _("Folder of an unCLIP model in the diffusers layout "
-                                      "(holds model_index.json); none: the default model"),
+                                      "(holds model_index.json); none: the default model, or "
+                                      "$UNCLIP_MODEL"),
                                     GIMP_FILE_CHOOSER_ACTION_SELECT_FOLDER, TRUE, NULL,
                                     G_PARAM_READWRITE);
   gimp_procedure_add_choice_argument (procedure, "placement", _("_Placement"),
@@ -316,11 +317,8 @@ unclip_params_from_config (UnclipParams        *params,
   g_object_get (config, "model-folder", &folder, NULL);
   if (folder)
     params->model_dir = g_file_get_path (folder);
-  if (! params->model_dir || ! params->model_dir[0])
-    {
-      g_free (params->model_dir);
-      params->model_dir = unclip_params_default_model_dir ();
-    }
+  if (params->model_dir && ! params->model_dir[0])
+    g_clear_pointer (&params->model_dir, g_free);
   g_clear_object (&folder);
 }
 
@@ -552,6 +550,7 @@ unclip_params_layer_name (const UnclipParams *params,
 
 gchar *
 unclip_params_to_parasite (const UnclipParams *params,
+                           const gchar        *model_dir,
                            const gchar        *device_used,
                            gint                index,
                            gint                n,
@@ -598,7 +597,7 @@ unclip_params_to_parasite (const UnclipParams *params,
   g_key_file_set_integer (kf, group, "super-res-steps", params->sr_steps);
   g_key_file_set_double (kf, group, "prior-guidance", params->prior_guidance);
   g_key_file_set_double (kf, group, "decoder-guidance", params->decoder_guidance);
-  g_key_file_set_string (kf, group, "model-folder", params->model_dir);
+  g_key_file_set_string (kf, group, "model-folder", model_dir ? model_dir : "");
   g_key_file_set_string (kf, group, "device", device_used ? device_used : "");
   g_key_file_set_string (kf, group, "engine-version", unclip_version ());
 
@@ -606,37 +605,4 @@ unclip_params_to_parasite (const UnclipParams *params,
   g_key_file_free (kf);
 
   return text;
-}
-
-static gboolean
-is_model_dir (const gchar *dir)
-{
-  gchar    *index = g_build_filename (dir, "model_index.json", NULL);
-  gboolean  found = g_file_test (index, G_FILE_TEST_IS_REGULAR);
-
-  g_free (index);
-
-  return found;
-}
-
-gchar *
-unclip_params_default_model_dir (void)
-{
-  const gchar *env = g_getenv ("UNCLIP_MODEL_DIR");
-  gchar       *plugin_dir;
-  gchar       *beside;
-
-  if (env && *env)
-    return g_strdup (env);
-
-  plugin_dir = g_path_get_dirname (gimp_get_progname ());
-  beside = g_build_filename (plugin_dir, "models", UNCLIP_DEFAULT_MODEL, NULL);
-  g_free (plugin_dir);
-
-  if (is_model_dir (beside) || ! is_model_dir (UNCLIP_MODEL_INSTALL_DIR))
-    return beside;
-
-  g_free (beside);
-
-  return g_strdup (UNCLIP_MODEL_INSTALL_DIR);
 }

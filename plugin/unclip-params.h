@@ -59,7 +59,7 @@ typedef struct
   gdouble          prior_guidance;
   gdouble          decoder_guidance;
   gchar           *device;           /* "" = automatic                              */
-  gchar           *model_dir;        /* resolved; never NULL                        */
+  gchar           *model_dir;        /* NULL: the default model (engine's search)   */
   UnclipPlacement  placement;
   /* interpolation */
   gboolean         end_is_layer[2];
@@ -75,7 +75,7 @@ typedef struct
 void     unclip_params_add_arguments   (GimpProcedure        *procedure,
                                         UnclipProc            proc);
 
-/* Reads every argument; draws the seed when random-seed is set; resolves the model folder. */
+/* Reads every argument; draws the seed when random-seed is set. */
 void     unclip_params_from_config     (UnclipParams         *params,
                                         UnclipProc            proc,
                                         GimpProcedureConfig  *config);
@@ -103,16 +103,12 @@ gchar   *unclip_params_layer_name      (const UnclipParams   *params,
                                         gint                  n,
                                         gdouble               position);
 
-/* The parasite text for result `index` (g_free). */
+/* The parasite text for result `index` (g_free); model_dir is the folder the run used. */
 gchar   *unclip_params_to_parasite     (const UnclipParams   *params,
+                                        const gchar          *model_dir,
                                         const gchar          *device_used,
                                         gint                  index,
                                         gint                  n,
                                         gdouble               position);
-
-/* Where the default model is looked for: $UNCLIP_MODEL_DIR, then models/shapes-v1 beside the
- * plug-in, then the installed data folder. Returns the first that has model_index.json, else
- * the installed path (so messages name it). */
-gchar   *unclip_params_default_model_dir (void);
 
 #endif /* __UNCLIP_PARAMS_H__ */

@@ -173,7 +173,7 @@ unclip_create_procedure (GimpPlugIn  *plug_in,
                                           "into a new image when none is open. Each layer is "
                                           "named after the prompt and the seed, and carries "
                                           "its parameters in the parasite "
-                                          "\"" UNCLIP_PARASITE "\"."),
+                                          "“gimp-unclip-parameters”."),
                                         name);
       break;
 
@@ -254,6 +254,7 @@ make_job (RunState  *state,
   gint          i;
 
   job->model_dir = g_strdup (p->model_dir);
+  job->gimp_dir  = g_strdup (gimp_directory ());
   job->device    = g_strdup (p->device);
   job->needs     = unclip_params_needs (p);
   job->run       = unclip_params_run (p);
@@ -410,8 +411,8 @@ finish_run (RunState   *state,
       results[i].image    = &job->images[i];
       results[i].name     = unclip_params_layer_name (p, source_name, i, job->n_images,
                                                       position);
-      results[i].parasite = unclip_params_to_parasite (p, job->device_used, i,
-                                                       job->n_images, position);
+      results[i].parasite = unclip_params_to_parasite (p, job->model_dir, job->device_used,
+                                                       i, job->n_images, position);
     }
 
   image = unclip_layers_write (image, anchor_layer (state),
@@ -580,9 +581,11 @@ on_model_checked (UnclipJob *job,
       else
         {
           gchar *can  = unclip_features_describe (job->features);
-          /* TRANSLATORS: model folder status: what it can do, image size, device */
-          gchar *text = g_strdup_printf (_("Model ready: %s; %d × %d pixels; on %s."),
-                                         can, job->image_size, job->image_size,
+          /* TRANSLATORS: model folder status: folder, what it can do, image size, device */
+          gchar *text = g_strdup_printf (_("Model ready: %s\nCan do %s; makes %d × %d pixels; "
+                                           "runs on %s."),
+                                         job->model_dir, can, job->image_size,
+                                         job->image_size,
                                          job->device_used ? job->device_used : "?");
 
           unclip_dialog_set_model_status (state->dialog, TRUE, text);
@@ -606,6 +609,7 @@ dialog_check_model (gpointer user_data)
 
   job = unclip_job_new (UNCLIP_JOB_CHECK_MODEL);
   job->model_dir = g_strdup (params.model_dir);
+  job->gimp_dir  = g_strdup (gimp_directory ());
   job->device    = g_strdup (params.device);
   job->needs     = unclip_params_needs (&params);
   unclip_params_clear (&params);
@@ -810,22 +814,9 @@ run_interactive (RunState *state)
     .preview     = dialog_preview,
   };
   GimpValueArray *values;
-  GFile          *folder = NULL;
   gchar          *text;
 
   gimp_ui_init (PLUG_IN_BINARY);
-
-  /* Show the default model's folder rather than an empty chooser. */
-  g_object_get (state->config, "model-folder", &folder, NULL);
-  if (! folder)
-    {
-      gchar *dir = unclip_params_default_model_dir ();
-
-      folder = g_file_new_for_path (dir);
-      g_object_set (state->config, "model-folder", folder, NULL);
-      g_free (dir);
-    }
-  g_object_unref (folder);
 
   /* Interpolation: a sensible start layer when none is set yet. */
   if (state->proc == UNCLIP_PROC_INTERPOLATE && state->drawable &&

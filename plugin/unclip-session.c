@@ -89,6 +89,7 @@ unclip_job_free (UnclipJob *job)
     return;
 
   g_free (job->model_dir);
+  g_free (job->gimp_dir);
   g_free (job->device);
   g_free (job->prompt);
   g_free (job->prompt2);
@@ -236,8 +237,21 @@ ensure_model (UnclipSession *session,
 
   if (! job->model_dir || ! *job->model_dir)
     {
-      job_fail (job, UNCLIP_E_MODEL, "");
-      return FALSE;
+      /* The default model: $UNCLIP_MODEL, GIMP's models folder, the installed copy... */
+      struct unclip_model_search search = { 0 };
+      char                       found[4096];
+      char                       err[4096];
+
+      search.gimp_dir = job->gimp_dir;
+      search.need     = job->needs;
+      status = unclip_model_find (NULL, &search, found, sizeof found, err, sizeof err);
+      if (status != UNCLIP_OK)
+        {
+          job_fail (job, status, err);
+          return FALSE;
+        }
+      g_free (job->model_dir);
+      job->model_dir = g_strdup (found);
     }
 
   if (session->model && ! g_strcmp0 (session->model_dir, job->model_dir))

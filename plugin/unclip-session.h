@@ -56,7 +56,10 @@ struct _UnclipJob
   UnclipJobKind             kind;
 
   /* Inputs: set on the main thread before unclip_session_submit(), then read-only. */
-  gchar                    *model_dir;      /* folder to open                             */
+  gchar                    *model_dir;      /* folder to open; NULL: the default model,
+                                               found by unclip_model_find (the worker puts
+                                               the folder it found here)                  */
+  gchar                    *gimp_dir;       /* GIMP's user folder, for that search         */
   gchar                    *device;         /* "" or NULL: the engine's choice            */
   guint32                   needs;          /* UNCLIP_FEATURE_* bits the job requires      */
   struct unclip_run_params  run;            /* callbacks are filled in by the session      */
