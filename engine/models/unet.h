@@ -20,18 +20,20 @@
  *
  * Files: <component>/config.json (every size, block type, head dim, group count, eps, time
  * embedding setting comes from it; unknown block types or options this engine does not
- * implement are UNCLIP_E_MODEL "... is not supported" naming the file, key and value) and the component's
- * weight file. A missing weight or one whose shape disagrees with the config is
+ * implement are UNCLIP_E_MODEL "... is not supported" naming the file, key and value) and
+ * the component's weight file. A missing weight or one whose shape disagrees with the config is
  * UNCLIP_E_MODEL naming the file and the tensor; so is a tensor in the file that the config
  * leaves unused.
  *
  * Device memory: conv and linear matrices in the weights' device dtype (F16 by default, F32
  * with opts.fp32); biases and norm parameters F32. Activations live in a workspace owned by
  * the model: on the first forward for a given input geometry (batch, height, width, context
- * length) the forward is walked once without running anything to record every
- * intermediate's size and lifetime, and the intermediates are packed into as few reusable
- * buffers as that allows (two tensors share a buffer when their lifetimes do not overlap).
- * Later forwards with the same geometry allocate nothing. A different geometry re-plans.
+ * length, mask or not) the forward is walked once without running anything to record every
+ * intermediate's size and lifetime, and the intermediates are packed into reusable buffers
+ * (two tensors share a buffer when their lifetimes do not overlap). Later forwards with the
+ * same geometry allocate nothing. A different geometry re-plans. Intermediates die as soon as
+ * their last reader is recorded (see resnet_run in unet.c for the order that keeps the peak
+ * low).
  *
  * Threading: a model is used from one thread at a time (it uses its vk).
  */

@@ -424,10 +424,11 @@ make_copy(const char *tag, const struct edit *e, char *cfg, char *wts, size_t si
         unclip__st_writer_add_f32(w, e->extra, UNCLIP_DT_F32, 1, shape, z, &err);
     }
     if (e->hid_proj) {
-        const struct unclip_st_tensor *k = unclip__st_find(f,
-                                                           "mid_block.attentions.0.add_k_proj.weight");
+        const struct unclip_st_tensor *k =
+            unclip__st_find(f, "mid_block.attentions.0.add_k_proj.weight");
         int64_t d = k ? k->shape[1] : 1;
-        float *pw = malloc((size_t)(d * d) * sizeof(float)), *pb = malloc((size_t)d * sizeof(float));
+        float *pw = malloc((size_t)(d * d) * sizeof(float));
+        float *pb = malloc((size_t)d * sizeof(float));
         hid_proj_weights(d, pw, pb);
         int64_t ws[2] = {d, d}, bs[1] = {d};
         unclip__st_writer_add_f32(w, "encoder_hid_proj.weight", UNCLIP_DT_F32, 2, ws, pw, &err);
@@ -493,8 +494,10 @@ test_load_errors(struct unclip_vk *vk)
     struct edit extra = {.extra = "down_blocks.0.resnets.7.norm1.weight"};
     expect_fail(vk, "unused", &extra, UNCLIP_E_MODEL, "down_blocks.0.resnets.7.norm1.weight",
                 NULL, NULL);
-    /* One layer per block instead of two: the file holds tensors the config never reads. */
-    struct edit fewer = {.cfg_from = "\"layers_per_block\": 2", .cfg_to = "\"layers_per_block\": 1"};
+    /* One layer per block instead of two: the config no longer matches the file (the up
+     * blocks' concatenation widths change, and tensors of the second layers go unread). */
+    struct edit fewer = {.cfg_from = "\"layers_per_block\": 2",
+                         .cfg_to = "\"layers_per_block\": 1"};
     expect_fail(vk, "fewer-layers", &fewer, UNCLIP_E_MODEL, "fewer-layers/", NULL, NULL);
     struct edit block = {.cfg_from = "\"SimpleCrossAttnDownBlock2D\",",
                          .cfg_to = "\"CrossAttnDownBlock2D\","};
@@ -507,7 +510,8 @@ test_load_errors(struct unclip_vk *vk)
     struct edit cet = {.cfg_from = "\"class_embed_type\": \"identity\"",
                        .cfg_to = "\"class_embed_type\": \"projection\""};
     expect_fail(vk, "class-embed", &cet, UNCLIP_E_MODEL, "class_embed_type", "projection", NULL);
-    struct edit groups = {.cfg_from = "\"norm_num_groups\": 32", .cfg_to = "\"norm_num_groups\": 5"};
+    struct edit groups = {.cfg_from = "\"norm_num_groups\": 32",
+                          .cfg_to = "\"norm_num_groups\": 5"};
     expect_fail(vk, "groups", &groups, UNCLIP_E_MODEL, "norm_num_groups", NULL, NULL);
 }
 
@@ -587,9 +591,11 @@ static const char *const karlo_decoder_cfg =
     " \"up_block_types\": [\"SimpleCrossAttnUpBlock2D\", \"SimpleCrossAttnUpBlock2D\","
     " \"SimpleCrossAttnUpBlock2D\", \"ResnetUpsampleBlock2D\"],"
     " \"block_out_channels\": [320, 640, 960, 1280], \"layers_per_block\": 3,"
-    " \"attention_head_dim\": 64, \"cross_attention_dim\": 1536, \"class_embed_type\": \"identity\","
+    " \"attention_head_dim\": 64, \"cross_attention_dim\": 1536,"
+    " \"class_embed_type\": \"identity\","
     " \"resnet_time_scale_shift\": \"scale_shift\", \"act_fn\": \"silu\", \"norm_num_groups\": 32,"
-    " \"norm_eps\": 1e-05, \"flip_sin_to_cos\": true, \"freq_shift\": 0, \"downsample_padding\": 1,"
+    " \"norm_eps\": 1e-05, \"flip_sin_to_cos\": true, \"freq_shift\": 0,"
+    " \"downsample_padding\": 1,"
     " \"mid_block_scale_factor\": 1, \"center_input_sample\": false,"
     " \"only_cross_attention\": false, \"dual_cross_attention\": false,"
     " \"use_linear_projection\": false, \"upcast_attention\": false, \"num_class_embeds\": null}";
