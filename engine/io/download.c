@@ -247,11 +247,10 @@ static int
 entry_cmp(const void *pa, const void *pb)
 {
     const struct unclip_st_entry *a = pa, *b = pb;
-    /* element size from the dtype's digits: F32 -> 4, BF16/F16/I16 -> 2, I64/F64 -> 8, U8 -> 1 */
-    int ea = 0, eb = 0;
+    /* element size from the dtype's digits: I64/F64 8, F32/I32 4, F16/BF16/I16 2, else 1 */
     const char *da = a->dtype, *db = b->dtype;
-    ea = strstr(da, "64") ? 8 : strstr(da, "32") ? 4 : strstr(da, "16") ? 2 : 1;
-    eb = strstr(db, "64") ? 8 : strstr(db, "32") ? 4 : strstr(db, "16") ? 2 : 1;
+    int ea = strstr(da, "64") ? 8 : strstr(da, "32") ? 4 : strstr(da, "16") ? 2 : 1;
+    int eb = strstr(db, "64") ? 8 : strstr(db, "32") ? 4 : strstr(db, "16") ? 2 : 1;
     if (ea != eb)
         return eb - ea;
     return (a->order > b->order) - (a->order < b->order);
