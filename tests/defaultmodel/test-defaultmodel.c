@@ -404,6 +404,103 @@ colour_ok(const struct objstat *s, int want)
     return s->share >= MIN_OBJECT_SHARE && s->nearest == want;
 }
 
+/* ---- the measurement itself, on pictures drawn here ----------------------------------- */
+
+enum synth_bg { SYN_PLAIN, SYN_STRIPES, SYN_GRADIENT };
+enum synth_shape { SYN_DISC, SYN_SQUARE, SYN_RING, SYN_DIAMOND };
+
+/* A world-like 128x128 picture: background (plain; stripes of the colour and 0.7x it at 45
+ * degrees; gradient from the colour to 0.45x it), one object with 2x2 supersampled edges,
+ * and uniform noise of +-8 levels as a stand-in for a generated picture's texture. */
+static struct unclip_image
+synth(const double *bg, enum synth_bg kind, const double *fg, enum synth_shape shape, double cx,
+      double cy, double r, struct tu_rng *rng)
+{
+    const int S = 128;
+    struct unclip_image img = {S, S, 3, 3 * S, g_new(uint8_t, 3 * S * S)};
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            double f = 1.0;
+            if (kind == SYN_STRIPES)
+                f = ((int)floor((x + y) / 16.0) % 2) ? 0.7 : 1.0;
+            else if (kind == SYN_GRADIENT)
+                f = 1.0 - 0.55 * (x + 0.5) / S;
+            double cov = 0;
+            for (int sy = 0; sy < 2; sy++)
+                for (int sx = 0; sx < 2; sx++) {
+                    double u = (x + 0.25 + 0.5 * sx - cx) / r, v = (y + 0.25 + 0.5 * sy - cy) / r;
+                    double d2 = u * u + v * v;
+                    bool in = shape == SYN_DISC     ? d2 <= 1
+                              : shape == SYN_SQUARE ? fabs(u) <= 1 && fabs(v) <= 1
+                              : shape == SYN_RING   ? d2 <= 1 && d2 >= 0.3
+                                                    : fabs(u) + fabs(v) <= 1;
+                    cov += in ? 0.25 : 0;
+                }
+            for (int c = 0; c < 3; c++) {
+                double val = (1 - cov) * bg[c] * f + cov * fg[c] + tu_rng_uniform(rng, -8, 8);
+                img.pixels[y * img.stride + 3 * x + c] = (uint8_t)fmin(255, fmax(0, round(val)));
+            }
+        }
+    return img;
+}
+
+/* measure_object must find the drawn colour on every kind of background, with noise, with an
+ * object reaching near the border, and must find nothing on a bare background. */
+static void
+check_measurement(const struct palette *pal)
+{
+    struct {
+        const char *bg, *fg;
+        enum synth_bg kind;
+        enum synth_shape shape;
+        double cx, cy, r;
+    } t[] = {
+        {"grey", "red", SYN_PLAIN, SYN_DISC, 64, 64, 23},
+        {"blue", "orange", SYN_STRIPES, SYN_SQUARE, 64, 64, 20},
+        {"yellow", "white", SYN_GRADIENT, SYN_DIAMOND, 40, 80, 26},
+        {"pink", "purple", SYN_PLAIN, SYN_RING, 90, 40, 23},
+        {"grey", "green", SYN_PLAIN, SYN_SQUARE, 34, 34, 32},  /* 2 px from the border */
+        {"black", "white", SYN_PLAIN, SYN_DISC, 64, 96, 15},
+        {"white", "yellow", SYN_GRADIENT, SYN_DISC, 64, 64, 20},
+        {"green", "black", SYN_STRIPES, SYN_DIAMOND, 64, 64, 30},
+    };
+    struct tu_rng rng;
+    tu_rng_seed(&rng, 7);
+    printf("== the colour measurement on drawn pictures\n");
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+        int b = palette_find(pal, t[k].bg), f = palette_find(pal, t[k].fg);
+        if (b < 0 || f < 0) {
+            TU_CHECK(false, "palette lacks %s or %s", t[k].bg, t[k].fg);
+            continue;
+        }
+        struct unclip_image img = synth(pal->rgb[b], t[k].kind, pal->rgb[f], t[k].shape,
+                                        t[k].cx, t[k].cy, t[k].r, &rng);
+        struct objstat s;
+        measure_object(&img, pal, &s);
+        char what[64];
+        snprintf(what, sizeof what, "%s on %s", t[k].fg, t[k].bg);
+        print_objstat(what, pal, &s);
+        TU_CHECK(colour_ok(&s, f), "drawn %s on %s measured as %s over %.1f%%", t[k].fg,
+                 t[k].bg, s.nearest >= 0 ? pal->name[s.nearest] : "nothing", 100 * s.share);
+        TU_CHECK(fabs(s.cx * 128 - t[k].cx) < 4 && fabs(s.cy * 128 - t[k].cy) < 4,
+                 "%s: region centred at (%.1f, %.1f) px, drawn at (%.0f, %.0f)", what,
+                 s.cx * 128, s.cy * 128, t[k].cx, t[k].cy);
+        g_free(img.pixels);
+    }
+    /* a bare striped background: no object region worth the name */
+    int blue = palette_find(pal, "blue");
+    if (blue >= 0) {
+        struct unclip_image img = synth(pal->rgb[blue], SYN_STRIPES, pal->rgb[blue], SYN_DISC,
+                                        64, 64, 0.0001, &rng);
+        struct objstat s;
+        measure_object(&img, pal, &s);
+        print_objstat("bare blue stripes", pal, &s);
+        TU_CHECK(s.share < MIN_OBJECT_SHARE, "bare stripes: an object of %.1f%% found",
+                 100 * s.share);
+        g_free(img.pixels);
+    }
+}
+
 /* ---- CLIP ranking ------------------------------------------------------------------------ */
 
 static float *
@@ -534,7 +631,7 @@ main(int argc, char **argv)
     const char *out_dir = argc > 4 ? argv[4] : NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    /* The data file is checked even when the model is absent. */
+    /* The data file and the colour measurement are checked even when the model is absent. */
     static struct hcase cases[MAX_CASES];
     struct palette pal;
     int n_cases = 0;
@@ -554,6 +651,9 @@ main(int argc, char **argv)
                 return 1;
             }
     }
+    check_measurement(&pal);
+    if (tu_failures)
+        return tu_summary("defaultmodel");
     if (!has_model(model_dir) || !has_model(var_dir)) {
         printf("SKIP: the default model is not there yet (%s/model_index.json or "
                "%s/model_index.json missing; tools/train_default_model.py writes them)\n",
