@@ -152,9 +152,12 @@ convert(const struct unclip_st_tensor *t, int64_t i0, int64_t n, enum unclip_dty
 static unclip_status
 vk_error(struct unclip_weights *w, const char *name, unclip_status st, struct unclip_err *err)
 {
+    /* err is often the context's record, i.e. ve itself: copy the detail out first (a
+     * formatted write from a buffer into itself garbles the message). */
     const struct unclip_err *ve = unclip__vk_err(w->vk);
-    return unclip__fail(err, st, "%s: tensor '%s': %s", w->name, name,
-                        ve && ve->msg[0] ? ve->msg : unclip_status_str(st));
+    char detail[UNCLIP_ERR_MAX];
+    snprintf(detail, sizeof detail, "%s", ve && ve->msg[0] ? ve->msg : unclip_status_str(st));
+    return unclip__fail(err, st, "%s: tensor '%s': %s", w->name, name, detail);
 }
 
 static unclip_status
