@@ -21,10 +21,12 @@ void  unclip__free(void *ptr);
 char *unclip__strdup(const char *s);
 
 enum unclip_fault_site {
-    UNCLIP_FAULT_HOST_ALLOC = 0,
-    UNCLIP_FAULT_DEVICE_ALLOC,
-    UNCLIP_FAULT_SUBMIT,
-    UNCLIP_FAULT_FENCE_WAIT,
+    UNCLIP_FAULT_HOST_ALLOC = 0, /* unclip__malloc / calloc / realloc / strdup return NULL    */
+    UNCLIP_FAULT_DEVICE_ALLOC,   /* a device buffer or memory block (UNCLIP_E_DEVICE_NOMEM)  */
+    UNCLIP_FAULT_SUBMIT,         /* vkQueueSubmit fails (UNCLIP_E_VULKAN)                    */
+    UNCLIP_FAULT_FENCE_WAIT,  /* the wait times out (UNCLIP_E_TIMEOUT)                    */
+    UNCLIP_FAULT_DEVICE_LOST, /* at a fence wait: the device reports VK_ERROR_DEVICE_LOST
+                                 (UNCLIP_E_DEVICE_LOST; the context must be recreated)      */
     UNCLIP_FAULT_N_SITES
 };
 

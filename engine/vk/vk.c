@@ -5,7 +5,9 @@
 #include "shaders.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <vulkan/vulkan.h>
 
@@ -68,6 +70,19 @@ struct unclip_vk {
     struct unclip_vk_buf *dummy; /* bound to unused binding slots */
     uint64_t mem_in_use, mem_peak;
     struct unclip_vk_stats stats;
+
+    /* Validation (only when the layer is on): the messenger counts the layer's errors and
+     * warnings; the next finish() fails on those not reported yet. */
+    bool validation_on;
+    VkDebugUtilsMessengerEXT messenger;
+    _Atomic uint64_t val_messages; /* errors + warnings received      */
+    uint64_t val_reported;         /* of which a failure already told */
+    char val_first[512];           /* text of the first unreported one */
+
+    /* Memory budget (see unclip__vk_budget). */
+    bool has_memory_budget;   /* VK_EXT_memory_budget enabled              */
+    uint64_t budget_override; /* UNCLIP_DEVICE_BUDGET in bytes; 0: none    */
+    uint64_t buf_bytes;       /* live buffers (blocks may hold free space) */
 };
 
 static const char *
@@ -117,8 +132,61 @@ unclip__vk_params_default(void)
 
 /* ---- device enumeration ---------------------------------------------------------------- */
 
+/* Validation layer messages (errors and warnings only): printed, counted, and the first one
+ * kept for the failure the next finish() reports. The layer calls this on the thread that
+ * made the Vulkan call. */
+static VKAPI_ATTR VkBool32 VKAPI_CALL
+on_validation(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
+              VkDebugUtilsMessageTypeFlagsEXT type,
+              const VkDebugUtilsMessengerCallbackDataEXT *data, void *user)
+{
+    (void)type;
+    struct unclip_vk *vk = user;
+    const char *kind =
+        (severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) ? "error" : "warning";
+    const char *text = data && data->pMessage ? data->pMessage : "(no text)";
+    fprintf(stderr, "unclip: Vulkan validation %s: %s\n", kind, text);
+    uint64_t n = atomic_fetch_add(&vk->val_messages, 1);
+    if (n == vk->val_reported)
+        snprintf(vk->val_first, sizeof vk->val_first, "%s: %s", kind, text);
+    return VK_FALSE;
+}
+
+static VkDebugUtilsMessengerCreateInfoEXT
+messenger_info(struct unclip_vk *vk)
+{
+    VkDebugUtilsMessengerCreateInfoEXT mi = {
+        .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
+        .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
+                           VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT,
+        .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT |
+                       VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                       VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
+        .pfnUserCallback = on_validation,
+        .pUserData = vk,
+    };
+    return mi;
+}
+
+static bool
+instance_has_extension(const char *layer, const char *name)
+{
+    uint32_t n = 0;
+    if (vkEnumerateInstanceExtensionProperties(layer, &n, NULL) != VK_SUCCESS || n == 0)
+        return false;
+    VkExtensionProperties *props = unclip__calloc(n, sizeof *props);
+    bool found = false;
+    if (props && vkEnumerateInstanceExtensionProperties(layer, &n, props) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = strcmp(props[i].extensionName, name) == 0;
+    unclip__free(props);
+    return found;
+}
+
+/* vk (may be NULL: device listing) receives the validation messages when the layer and
+ * VK_EXT_debug_utils are present; vk->validation_on says whether they are. */
 static unclip_status
-instance_new(bool validation, VkInstance *out, struct unclip_err *err)
+instance_new(bool validation, struct unclip_vk *vk, VkInstance *out, struct unclip_err *err)
 {
     VkApplicationInfo app = {
         .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
@@ -140,12 +208,24 @@ instance_new(bool validation, VkInstance *out, struct unclip_err *err)
                     n_layers = 1;
         }
         unclip__free(props);
+        if (n_layers == 0)
+            fprintf(stderr, "unclip: Vulkan validation was asked for, but %s is not installed "
+                    "(Debian: vulkan-validationlayers)\n", layers[0]);
     }
+    /* The messenger also goes into the instance's pNext, so messages about instance creation
+     * and destruction are counted too. */
+    const char *exts[1] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME};
+    bool messenger = vk && n_layers && (instance_has_extension(layers[0], exts[0]) ||
+                                        instance_has_extension(NULL, exts[0]));
+    VkDebugUtilsMessengerCreateInfoEXT mi = messenger_info(vk);
     VkInstanceCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+        .pNext = messenger ? &mi : NULL,
         .pApplicationInfo = &app,
         .enabledLayerCount = n_layers,
         .ppEnabledLayerNames = layers,
+        .enabledExtensionCount = messenger ? 1 : 0,
+        .ppEnabledExtensionNames = exts,
     };
     VkResult r = vkCreateInstance(&ci, NULL, out);
     if (r != VK_SUCCESS)
@@ -154,6 +234,14 @@ instance_new(bool validation, VkInstance *out, struct unclip_err *err)
                             "vkCreateInstance failed: %s (%d); is a Vulkan driver installed "
                             "(e.g. mesa-vulkan-drivers)?",
                             vk_result_str(r), (int)r);
+    if (messenger) {
+        PFN_vkCreateDebugUtilsMessengerEXT create = (PFN_vkCreateDebugUtilsMessengerEXT)
+            vkGetInstanceProcAddr(*out, "vkCreateDebugUtilsMessengerEXT");
+        if (create && create(*out, &mi, NULL, &vk->messenger) == VK_SUCCESS)
+            vk->validation_on = true;
+        else
+            fprintf(stderr, "unclip: could not install the Vulkan validation messenger\n");
+    }
     return UNCLIP_OK;
 }
 
@@ -279,7 +367,7 @@ unclip_devices_list(struct unclip_device_info **out, int32_t *n_out, char *errbu
 {
     struct unclip_err err = {0};
     VkInstance inst;
-    unclip_status st = instance_new(false, &inst, &err);
+    unclip_status st = instance_new(false, NULL, &inst, &err);
     if (st == UNCLIP_OK) {
         st = enumerate(inst, NULL, out, n_out, &err);
         vkDestroyInstance(inst, NULL);
@@ -418,11 +506,25 @@ create_device(struct unclip_vk *vk)
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
         .pNext = vk->info.api_version >= VK_API_VERSION_1_2 ? &f16 : NULL,
         .storageBuffer16BitAccess = vk->info.storage_16bit};
+    /* VK_EXT_memory_budget (when the driver has it) gives the budget of unclip__vk_budget. */
+    const char *dev_exts[1] = {VK_EXT_MEMORY_BUDGET_EXTENSION_NAME};
+    uint32_t n_ext = 0;
+    if (vkEnumerateDeviceExtensionProperties(vk->phys, NULL, &n_ext, NULL) == VK_SUCCESS &&
+        n_ext > 0) {
+        VkExtensionProperties *ep = unclip__calloc(n_ext, sizeof *ep);
+        if (ep && vkEnumerateDeviceExtensionProperties(vk->phys, NULL, &n_ext, ep) == VK_SUCCESS)
+            for (uint32_t i = 0; i < n_ext; i++)
+                if (!strcmp(ep[i].extensionName, dev_exts[0]))
+                    vk->has_memory_budget = true;
+        unclip__free(ep);
+    }
     VkDeviceCreateInfo dci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &s16,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qci,
+        .enabledExtensionCount = vk->has_memory_budget ? 1 : 0,
+        .ppEnabledExtensionNames = dev_exts,
     };
     VkResult r = vkCreateDevice(vk->phys, &dci, NULL, &vk->device);
     if (r != VK_SUCCESS)
@@ -512,8 +614,32 @@ unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
         vk->params.work_bound = UNCLIP_VK_WORK_BOUND;
     if (!vk->params.fence_timeout_ms)
         vk->params.fence_timeout_ms = 60000;
+    /* Test and CI switches (see vk.h): UNCLIP_VALIDATION=1 turns the layer on for every
+     * context; UNCLIP_DEVICE_BUDGET=<bytes>[K|M|G] pretends the device has that much memory. */
+    const char *ev = getenv("UNCLIP_VALIDATION");
+    if (ev && ev[0] && strcmp(ev, "0") != 0)
+        vk->params.validation = true;
+    const char *eb = getenv("UNCLIP_DEVICE_BUDGET");
+    if (eb && eb[0]) {
+        char *end = NULL;
+        unsigned long long v = strtoull(eb, &end, 10);
+        int shift = 0;
+        if (end && (*end == 'K' || *end == 'k'))
+            shift = 10;
+        else if (end && (*end == 'M' || *end == 'm'))
+            shift = 20;
+        else if (end && (*end == 'G' || *end == 'g'))
+            shift = 30;
+        if (end == eb || (shift && end[1]) || (!shift && *end) || v == 0 || v > (1ull << 40)) {
+            unclip__fail(err, UNCLIP_E_ARG, "UNCLIP_DEVICE_BUDGET='%.40s': expected a positive "
+                         "number of bytes, optionally with K, M or G", eb);
+            unclip__free(vk);
+            return UNCLIP_E_ARG;
+        }
+        vk->budget_override = (uint64_t)v << shift;
+    }
 
-    unclip_status st = instance_new(vk->params.validation, &vk->instance, &vk->err);
+    unclip_status st = instance_new(vk->params.validation, vk, &vk->instance, &vk->err);
     if (st == UNCLIP_OK)
         st = create_device(vk);
     if (st == UNCLIP_OK)
@@ -533,6 +659,7 @@ unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
 }
 
 static void block_destroy(struct unclip_vk *vk, struct block *b);
+static unclip_status validation_check(struct unclip_vk *vk);
 
 void
 unclip__vk_free(struct unclip_vk *vk)
@@ -561,6 +688,12 @@ unclip__vk_free(struct unclip_vk *vk)
         if (vk->dsl)
             vkDestroyDescriptorSetLayout(vk->device, vk->dsl, NULL);
         vkDestroyDevice(vk->device, NULL);
+    }
+    if (vk->messenger) {
+        PFN_vkDestroyDebugUtilsMessengerEXT destroy = (PFN_vkDestroyDebugUtilsMessengerEXT)
+            vkGetInstanceProcAddr(vk->instance, "vkDestroyDebugUtilsMessengerEXT");
+        if (destroy)
+            destroy(vk->instance, vk->messenger, NULL);
     }
     if (vk->instance)
         vkDestroyInstance(vk->instance, NULL);
@@ -602,6 +735,89 @@ void
 unclip__vk_mem_reset_peak(struct unclip_vk *vk)
 {
     vk->mem_peak = vk->mem_in_use;
+}
+
+/* MemAvailable of /proc/meminfo in bytes; 0 when unknown. */
+static uint64_t
+meminfo_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return (uint64_t)kb * 1024u;
+}
+
+uint64_t
+unclip__vk_budget(const struct unclip_vk *vk, uint64_t *available, const char **source)
+{
+    /* Free space inside our blocks serves new buffers too: count live buffers as used. */
+    uint64_t in_use = vk->buf_bytes, slack = vk->mem_in_use - vk->buf_bytes;
+    uint64_t budget = 0, avail = 0;
+    const char *src;
+    uint64_t free_ram;
+    if (vk->budget_override) {
+        src = "UNCLIP_DEVICE_BUDGET";
+        budget = vk->budget_override;
+        avail = budget > in_use ? budget - in_use : 0;
+    } else if (vk->has_memory_budget) {
+        VkPhysicalDeviceMemoryBudgetPropertiesEXT mb = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+        VkPhysicalDeviceMemoryProperties2 mp = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2, .pNext = &mb};
+        vkGetPhysicalDeviceMemoryProperties2(vk->phys, &mp);
+        uint64_t usage = 0;
+        for (uint32_t h = 0; h < mp.memoryProperties.memoryHeapCount; h++)
+            if (mp.memoryProperties.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) {
+                budget += mb.heapBudget[h];
+                usage += mb.heapUsage[h];
+            }
+        src = "VK_EXT_memory_budget";
+        avail = (budget > usage ? budget - usage : 0) + slack;
+    } else if (vk->info.type == UNCLIP_DEVICE_CPU && (free_ram = meminfo_available()) > 0) {
+        /* A CPU driver's "device memory" is the process's own memory, and its heap size is
+         * only nominal (lavapipe says 2 GiB whatever the machine has): what matters is the
+         * free RAM. Our blocks are already counted as used there. */
+        src = "80% of the free system memory (CPU device)";
+        avail = free_ram / 5 * 4 + slack;
+        budget = avail + in_use;
+    } else {
+        uint64_t heap = vk->info.device_local_bytes ? vk->info.device_local_bytes
+                                                    : vk->info.host_visible_bytes;
+        src = "80% of the device-local heap";
+        budget = heap / 5 * 4;
+        avail = budget > in_use ? budget - in_use : 0;
+    }
+    if (available)
+        *available = avail;
+    if (source)
+        *source = src;
+    return budget;
+}
+
+unclip_status
+unclip__vk_budget_check(struct unclip_vk *vk, const char *what, uint64_t weight_bytes,
+                        uint64_t activation_bytes)
+{
+    uint64_t avail = 0;
+    const char *src = "";
+    uint64_t budget = unclip__vk_budget(vk, &avail, &src);
+    uint64_t need = weight_bytes + activation_bytes;
+    if (need <= avail)
+        return UNCLIP_OK;
+    const double MiB = 1048576.0;
+    return unclip__fail(&vk->err, UNCLIP_E_DEVICE_NOMEM,
+                        "%s needs %.1f MiB of device memory (weights %.1f MiB + activations "
+                        "%.1f MiB) but only %.1f MiB is available on %s: budget %.1f MiB from "
+                        "%s, %.1f MiB in use by this context",
+                        what, (double)need / MiB, (double)weight_bytes / MiB,
+                        (double)activation_bytes / MiB, (double)avail / MiB, vk->info.name,
+                        (double)budget / MiB, src, (double)vk->buf_bytes / MiB);
 }
 
 void
@@ -795,6 +1011,13 @@ unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **
     if (bytes == 0 || bytes > (1ull << 48))
         return unclip__fail(&vk->err, UNCLIP_E_ARG, "buffer size %llu out of range",
                             (unsigned long long)bytes);
+    /* Every buffer counts as a device allocation for fault injection, not only the 64 MiB
+     * blocks behind them: most buffers are carved out of an existing block, and each of
+     * their callers needs its failure path tested. */
+    if (unclip__fault_hit(UNCLIP_FAULT_DEVICE_ALLOC))
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_NOMEM,
+                            "out of device memory allocating a buffer of %llu bytes (injected "
+                            "fault)", (unsigned long long)bytes);
     uint64_t size = (bytes + BUF_ALIGN - 1) / BUF_ALIGN * BUF_ALIGN;
     struct unclip_vk_buf *buf = unclip__calloc(1, sizeof *buf);
     if (!buf)
@@ -821,6 +1044,7 @@ unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **
     buf->vk = vk;
     buf->size = size;
     buf->block->n_live++;
+    vk->buf_bytes += size;
     *out = buf;
     return UNCLIP_OK;
 }
@@ -849,6 +1073,7 @@ unclip__vk_buf_free(struct unclip_vk_buf *buf)
         unclip__vk_finish(vk);
     struct block *b = buf->block;
     block_give(b, buf->offset, buf->size);
+    vk->buf_bytes -= buf->size;
     b->n_live--;
     if (b->n_live == 0) {
         struct block **pp = &vk->blocks;
@@ -950,9 +1175,12 @@ unclip__vk_download(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint6
         return st;
     if (buf->block->mapped) {
         memcpy(dst, (const char *)buf->block->mapped + buf->offset + offset, bytes);
-        return UNCLIP_OK;
+        return vk->validation_on ? validation_check(vk) : UNCLIP_OK;
     }
-    return staged_copy(vk, buf, offset, dst, bytes, false);
+    st = staged_copy(vk, buf, offset, dst, bytes, false);
+    if (st == UNCLIP_OK && vk->validation_on)
+        st = validation_check(vk);
+    return st;
 }
 
 /* ---- pipelines and dispatch ----------------------------------------------------------------- */
@@ -1104,6 +1332,52 @@ unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_
     return UNCLIP_OK;
 }
 
+/* Turns validation messages not reported yet into a failure: tests and CI run with the layer
+ * on and expect none, so a message is as much a bug as a wrong result. */
+static unclip_status
+validation_check(struct unclip_vk *vk)
+{
+    uint64_t n = atomic_load(&vk->val_messages);
+    if (n == vk->val_reported)
+        return UNCLIP_OK;
+    uint64_t fresh = n - vk->val_reported;
+    vk->val_reported = n;
+    return unclip__fail(&vk->err, UNCLIP_E_VULKAN,
+                        "Vulkan validation reported %llu message%s; the first: %s",
+                        (unsigned long long)fresh, fresh == 1 ? "" : "s", vk->val_first);
+}
+
+bool
+unclip__vk_validation_on(const struct unclip_vk *vk)
+{
+    return vk->validation_on;
+}
+
+uint64_t
+unclip__vk_validation_messages(const struct unclip_vk *vk)
+{
+    return atomic_load(&((struct unclip_vk *)vk)->val_messages);
+}
+
+bool
+unclip__vk_validation_inject(struct unclip_vk *vk, const char *text)
+{
+    if (!vk->validation_on)
+        return false;
+    PFN_vkSubmitDebugUtilsMessageEXT submit = (PFN_vkSubmitDebugUtilsMessageEXT)
+        vkGetInstanceProcAddr(vk->instance, "vkSubmitDebugUtilsMessageEXT");
+    if (!submit)
+        return false;
+    VkDebugUtilsMessengerCallbackDataEXT cd = {
+        .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CALLBACK_DATA_EXT,
+        .pMessageIdName = "unclip-test",
+        .pMessage = text,
+    };
+    submit(vk->instance, VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT,
+           VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT, &cd);
+    return true;
+}
+
 unclip_status
 unclip__vk_finish(struct unclip_vk *vk)
 {
@@ -1134,6 +1408,8 @@ unclip__vk_finish(struct unclip_vk *vk)
                                     (uint64_t)vk->params.fence_timeout_ms * 1000000ull);
                 if (r == VK_SUCCESS && unclip__fault_hit(UNCLIP_FAULT_FENCE_WAIT))
                     r = VK_TIMEOUT;
+                if (r == VK_SUCCESS && unclip__fault_hit(UNCLIP_FAULT_DEVICE_LOST))
+                    r = VK_ERROR_DEVICE_LOST;
                 if (r == VK_TIMEOUT) {
                     /* The work may still be running: wait for it before the command buffer
                      * and descriptors are reused, so a late finish cannot corrupt memory. */
@@ -1157,6 +1433,8 @@ unclip__vk_finish(struct unclip_vk *vk)
         vk->batch_dispatches = 0;
         vk->batch_work = 0;
     }
+    if (st == UNCLIP_OK && vk->validation_on)
+        st = validation_check(vk);
     if (st == UNCLIP_OK && vk->params.cancel_cb && vk->params.cancel_cb(vk->params.user_data))
         st = unclip__fail(&vk->err, UNCLIP_E_CANCELLED, "cancelled");
     return st;

@@ -38,7 +38,8 @@ struct unclip_vk_params {
     int32_t device_index;      /* -1: pick the best usable device                         */
     const char *device_name;   /* when non-NULL: the first usable device whose name
                                   contains this text (case-insensitive); borrowed        */
-    bool validation;           /* enable VK_LAYER_KHRONOS_validation when installed       */
+    bool validation;           /* enable VK_LAYER_KHRONOS_validation when installed; the
+                                  environment variable UNCLIP_VALIDATION=1 forces it on     */
     uint64_t work_bound;       /* work units per submission; 0: UNCLIP_VK_WORK_BOUND      */
     uint32_t fence_timeout_ms; /* per submission; 0: 60000                                */
     bool (*cancel_cb)(void *user_data); /* optional; true: stop at the next boundary      */
@@ -47,7 +48,17 @@ struct unclip_vk_params {
 
 struct unclip_vk_params unclip__vk_params_default(void);
 
-/* Creates instance, device and queue. Messages go to err. */
+/* Creates instance, device and queue. Messages go to err.
+ *
+ * Environment (tests, CI, debugging):
+ *   UNCLIP_VALIDATION=1      the Khronos validation layer for every context (as
+ *                            params.validation). With the layer on, its errors and warnings
+ *                            are printed to stderr and counted, and the next
+ *                            unclip__vk_finish() or download fails with UNCLIP_E_VULKAN
+ *                            quoting the first one: validation messages are bugs.
+ *   UNCLIP_DEVICE_BUDGET=N   N bytes (suffix K, M or G allowed) as the device memory budget
+ *                            of unclip__vk_budget(), to test out-of-memory paths on a big
+ *                            machine; a malformed value fails with UNCLIP_E_ARG. */
 unclip_status unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
                              struct unclip_err *err);
 /* Waits for pending work and destroys everything; buffers still alive are released too.
@@ -67,6 +78,30 @@ uint64_t unclip__vk_mem_in_use(const struct unclip_vk *vk);
 uint64_t unclip__vk_mem_peak(const struct unclip_vk *vk);
 void     unclip__vk_mem_reset_peak(struct unclip_vk *vk);
 
+/* Device memory this context may use. Returns the budget in bytes and sets *available (bytes a
+ * new stage may still allocate: the budget minus live buffers) and *source (static text
+ * saying where the budget comes from); either pointer may be NULL. The budget is, first
+ * match: UNCLIP_DEVICE_BUDGET; VK_EXT_memory_budget (sum over device-local heaps); for a CPU
+ * device (lavapipe) 80% of the free system memory (MemAvailable); else 80% of the
+ * device-local heaps. */
+uint64_t unclip__vk_budget(const struct unclip_vk *vk, uint64_t *available, const char **source);
+/* Checks, before a stage allocates anything, that its weights and planned activations fit in
+ * what is available. Fails with UNCLIP_E_DEVICE_NOMEM and a message naming `what`, the need
+ * (weights + activations), what is available and the budget:
+ *   "decoder needs 812.0 MiB of device memory (weights 700.0 MiB + activations 112.0 MiB) but
+ *    only 400.0 MiB is available on <device>: budget 512.0 MiB from <source>, 12.0 MiB in use
+ *    by this context". */
+unclip_status unclip__vk_budget_check(struct unclip_vk *vk, const char *what,
+                                      uint64_t weight_bytes, uint64_t activation_bytes);
+
+/* Whether the validation layer and its messenger are active, and how many errors/warnings it
+ * sent since the context was created. */
+bool     unclip__vk_validation_on(const struct unclip_vk *vk);
+uint64_t unclip__vk_validation_messages(const struct unclip_vk *vk);
+/* Test hook: sends `text` as a validation error through the debug-utils messenger (the path a
+ * real layer message takes). false when validation is off. */
+bool     unclip__vk_validation_inject(struct unclip_vk *vk, const char *text);
+
 /* Statistics for tests and benchmarks. */
 struct unclip_vk_stats {
     uint64_t submissions;
@@ -77,7 +112,8 @@ void unclip__vk_stats(const struct unclip_vk *vk, struct unclip_vk_stats *out);
 
 /* ---- buffers ---- */
 
-/* A buffer of `bytes` (> 0) bytes; contents undefined. */
+/* A buffer of `bytes` (> 0) bytes; contents undefined. Each call is one device-allocation
+ * event for fault injection (core/alloc.h), and so is each new memory block behind it. */
 unclip_status unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **out);
 /* Frees the buffer; pending work that uses it is finished first. NULL is a no-op. */
 void unclip__vk_buf_free(struct unclip_vk_buf *buf);
