@@ -85,6 +85,13 @@ struct workspace {
     float *host_bias; /* [B * T] key bias         */
 };
 
+/* A workspace tensor handle: the tensor (whose buffer belongs to a workspace slot) and its
+ * item index; id -1 means "not from the workspace" (borrowed from the caller). */
+struct wt {
+    struct unclip_tensor t;
+    int32_t id;
+};
+
 struct unclip_unet {
     struct unclip_vk *vk; /* borrowed */
     struct unclip_unet_config cfg;
@@ -97,6 +104,7 @@ struct unclip_unet {
     struct attn mid_att;
     struct gnorm norm_out;
     int32_t max_skips;
+    struct wt *skips; /* max_skips handles: the skip stack of a forward */
     struct workspace ws;
 };
 
@@ -449,6 +457,9 @@ unet_build(struct unclip_unet *u, struct unclip_weights *w, struct unclip_err *e
                         &u->conv_out, err)))
         return st;
     u->max_skips = count_skips(c);
+    u->skips = unclip__calloc((size_t)u->max_skips, sizeof *u->skips);
+    if (!u->skips)
+        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
     return w ? unclip__weights_check_all_used(w, err) : UNCLIP_OK;
 }
 
@@ -524,6 +535,7 @@ unclip__unet_free(struct unclip_unet *u)
         return;
     ws_release(&u->ws);
     unclip__free(u->ws.items);
+    unclip__free(u->skips);
     conv_free(&u->conv_in);
     conv_free(&u->conv_out);
     unclip__lin_free(&u->t1);
@@ -560,13 +572,6 @@ unclip__unet_weight_bytes(const struct unclip_unet *u)
 }
 
 /* ---- workspace ---------------------------------------------------------------------------- */
-
-/* A workspace tensor handle: the tensor (whose buffer belongs to a workspace slot) and its
- * item index; id -1 means "not from the workspace" (borrowed from the caller). */
-struct wt {
-    struct unclip_tensor t;
-    int32_t id;
-};
 
 /* One forward: in the planning pass (plan = true) nothing is recorded on the device; the
  * pass only records the acquire/release sequence. */
@@ -1344,15 +1349,12 @@ unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
     unclip_status st;
     struct run r = {.u = u, .vk = vk, .err = unclip__vk_err(vk), .batch = (int32_t)b,
                     .ctx_len = (int32_t)t};
-    r.skips = unclip__calloc((size_t)u->max_skips, sizeof *r.skips);
-    if (!r.skips)
-        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_NOMEM, "unet: out of host memory");
+    r.skips = u->skips;
     if (!ws->planned || memcmp(key, ws->key, sizeof key) != 0) {
         ws_release(ws);
         ws->host_t = unclip__calloc((size_t)b, sizeof(float));
         ws->host_bias = unclip__calloc(t > 0 ? (size_t)(b * t) : 1, sizeof(float));
         if (!ws->host_t || !ws->host_bias) {
-            unclip__free(r.skips);
             ws_release(ws);
             return unclip__fail(unclip__vk_err(vk), UNCLIP_E_NOMEM, "unet: out of host memory");
         }
@@ -1363,7 +1365,6 @@ unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
         if (st == UNCLIP_OK)
             st = ws_alloc(u);
         if (st != UNCLIP_OK) {
-            unclip__free(r.skips);
             ws_release(ws);
             return st;
         }
@@ -1377,9 +1378,7 @@ unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
     if (has_mask)
         for (int64_t i = 0; i < b * t; i++)
             ws->host_bias[i] = (1.0f - in->attention_mask[i]) * -10000.0f;
-    st = unet_pass(&r, in, out);
-    unclip__free(r.skips);
-    return st;
+    return unet_pass(&r, in, out);
 }
 
 unclip_status
@@ -1400,11 +1399,7 @@ unclip__unet_plan(const struct unclip_unet_config *c, int32_t batch, int32_t hei
     unclip_status st = unet_build(u, NULL, err);
     struct run r = {.u = u, .err = err, .plan = true, .batch = batch,
                     .ctx_len = c->context_dim > 0 ? context_len : 0};
-    if (st == UNCLIP_OK) {
-        r.skips = unclip__calloc((size_t)u->max_skips, sizeof *r.skips);
-        if (!r.skips)
-            st = unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
-    }
+    r.skips = u->skips;
     float one = 1.0f;
     /* Shapes only: the planning pass reads nothing but the sample's shape. */
     struct unclip_tensor sample = {.dtype = UNCLIP_DT_F32, .ndim = 4,
@@ -1443,7 +1438,6 @@ unclip__unet_plan(const struct unclip_unet_config *c, int32_t batch, int32_t hei
             *out = p;
     }
     unclip__free(delta);
-    unclip__free(r.skips);
     unclip__unet_free(u);
     return st;
 }

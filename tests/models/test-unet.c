@@ -580,6 +580,117 @@ test_hid_proj(struct unclip_vk *vk)
     unclip__unet_free(u);
 }
 
+/* ---- allocation failures ---- */
+
+/* Forward planning under failing host / device allocations (the k-th one, k = 1, 2, ...):
+ * every run fails cleanly or succeeds, and afterwards the model still gives the result it
+ * gave before. A small geometry (8x8, one image) keeps the loop short. Then the same for
+ * host allocations during a whole load of the super-resolution net. */
+static void
+test_faults(struct unclip_vk *vk, const struct unclip_model_dir *dir)
+{
+    struct unclip_err err = {0};
+    struct unclip_unet *u = NULL;
+    unclip_status st = unclip__unet_load(vk, dir, "decoder", NULL, &u, &err);
+    TU_CHECK(st == UNCLIP_OK, "faults: load: %s", err.msg);
+    if (st != UNCLIP_OK)
+        return;
+    const struct unclip_unet_config *c = unclip__unet_config(u);
+    int64_t m = (int64_t)1 << c->n_downsamplers;
+    int64_t ss[4] = {1, c->in_channels, m, m}, es[3] = {1, 7, c->context_dim};
+    int64_t cs[2] = {1, c->time_dim}, os[4] = {1, c->out_channels, m, m};
+    struct unclip_tensor x = {0}, e = {0}, cl = {0}, y = {0};
+    struct tu_rng rng;
+    tu_rng_seed(&rng, 7);
+    float hx[4096], he[4096], hc[4096], mask[7] = {1, 1, 1, 0, 1, 0, 0};
+    tu_fill_normal(&rng, hx, 4096, 1.0f);
+    tu_fill_normal(&rng, he, 4096, 1.0f);
+    tu_fill_normal(&rng, hc, 4096, 1.0f);
+    unclip__tensor_new(vk, UNCLIP_DT_F32, 4, ss, &x);
+    unclip__tensor_new(vk, UNCLIP_DT_F32, 3, es, &e);
+    unclip__tensor_new(vk, UNCLIP_DT_F32, 2, cs, &cl);
+    unclip__tensor_new(vk, UNCLIP_DT_F32, 4, os, &y);
+    int64_t ny = unclip__tensor_numel(&y);
+    if (unclip__tensor_numel(&x) > 4096 || unclip__tensor_numel(&e) > 4096 ||
+        unclip__tensor_numel(&cl) > 4096 || ny > 4096) {
+        TU_CHECK(0, "faults: model too big for the fixed buffers");
+        goto done;
+    }
+    unclip__tensor_upload_f32(vk, &x, hx);
+    unclip__tensor_upload_f32(vk, &e, he);
+    unclip__tensor_upload_f32(vk, &cl, hc);
+    struct unclip_unet_inputs in = {.sample = &x, .timestep = 321.0f,
+                                    .encoder_hidden_states = &e, .attention_mask = mask,
+                                    .class_labels = &cl};
+    float ref[4096], got[4096];
+    st = unclip__unet_forward(u, &in, &y);
+    if (st == UNCLIP_OK)
+        st = unclip__tensor_download_f32(vk, &y, ref);
+    TU_CHECK(st == UNCLIP_OK, "faults: reference forward: %s", unclip__vk_err(vk)->msg);
+    const enum unclip_fault_site sites[2] = {UNCLIP_FAULT_HOST_ALLOC, UNCLIP_FAULT_DEVICE_ALLOC};
+    for (int si = 0; si < 2 && st == UNCLIP_OK; si++) {
+        int k, failures = 0;
+        for (k = 1; k < 2000; k++) {
+            unclip__unet_release_workspace(u); /* the next forward plans and allocates */
+            unclip__fault_arm(sites[si], (uint64_t)k);
+            unclip_status fs = unclip__unet_forward(u, &in, &y);
+            if (fs == UNCLIP_OK)
+                fs = unclip__vk_finish(vk);
+            uint64_t seen = unclip__fault_count(sites[si]);
+            unclip__fault_arm(sites[si], 0);
+            if (fs != UNCLIP_OK) {
+                failures++;
+                TU_CHECK(fs == UNCLIP_E_NOMEM || fs == UNCLIP_E_DEVICE_NOMEM,
+                         "faults: site %d, k %d: status %d (%s)", si, k, fs,
+                         unclip__vk_err(vk)->msg);
+            }
+            if (seen < (uint64_t)k)
+                break;
+        }
+        printf("  forward with the k-th %s allocation failing, k = 1..%d: %d failed cleanly\n",
+               si ? "device" : "host", k, failures);
+        TU_CHECK(failures > 0 && k < 2000, "faults: site %d: loop did not converge (%d)", si, k);
+        st = unclip__unet_forward(u, &in, &y);
+        if (st == UNCLIP_OK)
+            st = unclip__tensor_download_f32(vk, &y, got);
+        TU_CHECK(st == UNCLIP_OK, "faults: forward after the loop: %s", unclip__vk_err(vk)->msg);
+        double d = st == UNCLIP_OK ? tu_rel_l2(got, ref, ny) : 1e9;
+        TU_CHECK(d <= 1e-6, "faults: result after the loop differs (rel L2 %.3e)", d);
+    }
+
+    /* Host allocation failures during a whole load. */
+    {
+        int k, failures = 0;
+        for (k = 1; k < 20000; k++) {
+            struct unclip_unet *v = NULL;
+            struct unclip_err lerr = {0};
+            unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, (uint64_t)k);
+            unclip_status ls = unclip__unet_load(vk, dir, "super_res_last", NULL, &v, &lerr);
+            uint64_t seen = unclip__fault_count(UNCLIP_FAULT_HOST_ALLOC);
+            unclip__fault_arm(UNCLIP_FAULT_HOST_ALLOC, 0);
+            TU_CHECK((ls == UNCLIP_OK) == (v != NULL), "faults: load k %d: status %d, model %p",
+                     k, ls, (void *)v);
+            unclip__unet_free(v);
+            if (ls != UNCLIP_OK) {
+                failures++;
+                TU_CHECK(ls == UNCLIP_E_NOMEM || ls == UNCLIP_E_DEVICE_NOMEM,
+                         "faults: load k %d: status %d (%s)", k, ls, lerr.msg);
+            }
+            if (seen < (uint64_t)k)
+                break;
+        }
+        printf("  super_res_last load with the k-th host allocation failing, k = 1..%d: %d "
+               "failed cleanly\n", k, failures);
+        TU_CHECK(failures > 0 && k < 20000, "faults: load loop did not converge (%d)", k);
+    }
+done:
+    unclip__tensor_free(&x);
+    unclip__tensor_free(&e);
+    unclip__tensor_free(&cl);
+    unclip__tensor_free(&y);
+    unclip__unet_free(u);
+}
+
 /* ---- workspace planning at Karlo's sizes (no weights needed) ---- */
 
 /* Karlo v1 alpha's decoder and super-resolution configs (unclip.md 1.5, 1.6). */
@@ -682,6 +793,7 @@ main(void)
             test_sr(vk, dir, "super_res_first", "first", fp32);
             test_sr(vk, dir, "super_res_last", "last", fp32);
         }
+        test_faults(vk, dir);
     }
     unclip__model_dir_free(dir);
     test_plan();
