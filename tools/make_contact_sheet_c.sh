@@ -64,7 +64,7 @@ while IFS=$'\t' read -r k prompt; do
     echo "[$n/16] seed $s, $secs s: $prompt"
 done < "$tmp/prompts.tsv"
 
-HERE=$here /usr/bin/python3 - "$tmp" "$out" "$model" <<'EOF'
+HERE=$here /usr/bin/python3 - "$tmp" "$out" "$model" "${extra[*]:-}" <<'EOF'
 import importlib.util, os, sys
 import numpy as np
 here = os.environ["HERE"]
@@ -76,7 +76,7 @@ spec = importlib.util.spec_from_file_location(
 png = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(png)
 
-tmp, out, model = sys.argv[1:4]
+tmp, out, model, opts = sys.argv[1:5]
 cases = world.heldout_cases()
 rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(tmp, "made.tsv"))]
 tiles, legend = [], []
@@ -92,9 +92,10 @@ contact_sheet.write_png(out, sheet)
 txt = os.path.splitext(out)[0] + ".txt"
 with open(txt, "w") as f:
     f.write("Contact sheet of %s (%s): held-out prompts of tools/world.py drawn by the C\n"
-            "engine (unclip generate, default steps unless noted), each prompt as two tiles:\n"
+            "engine (unclip generate %s), each prompt as two tiles:\n"
             "[world reference rendering | generated picture]. 4 prompts per row.\n\n"
-            % (os.path.basename(model.rstrip("/")), os.path.basename(out)))
+            % (os.path.basename(model.rstrip("/")), os.path.basename(out),
+               opts or "at the default steps 25/25/7"))
     f.write("\n".join(legend) + "\n")
 print("wrote %s (%dx%d) and %s" % (out, sheet.shape[1], sheet.shape[0], txt))
 print("\n".join(legend))
