@@ -152,8 +152,8 @@ unclip__stage_fail(struct unclip__run *r, unclip_status st)
     if (r->in_stage) {
         if (st == UNCLIP_E_DEVICE_NOMEM)
             unclip__err_prefix(r->err, "%s: out of device memory (the stage needs more than "
-                               "the device has; fp16 weights halve the weights' share)",
-                               r->stage);
+                               "the device has%s)", r->stage,
+                               r->fp32 ? "; fp16 weights, the default, take half" : "");
         else
             unclip__err_prefix(r->err, "%s", r->stage);
     }

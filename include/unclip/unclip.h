@@ -260,7 +260,14 @@ struct unclip_run_params unclip_run_params_default(void);
  *
  * Errors: a missing component names itself and the folder ("no prior/ in DIR: text to image
  * needs it"); running out of device memory is UNCLIP_E_DEVICE_NOMEM naming the stage. The
- * message is unclip_ctx_last_error() of the model's context. */
+ * message is unclip_ctx_last_error() of the model's context.
+ *
+ * Dump: with params.dump_dir set, every intermediate tensor of the run is kept under the
+ * names of the goldens' whole-run files (text_encoder_call0_*, prior_step3_model_output,
+ * noise_05_decoder_initial_latents, image_small, images_u8, ...) and written, only when the
+ * run succeeds, to DIR/run.safetensors (text to image, variations) or to
+ * DIR/source-K.safetensors and DIR/frame-NNN.safetensors (interpolation, text diffs). Float
+ * tensors are F32; token ids, masks and timesteps I64; images_u8 U8. */
 
 #define UNCLIP_MAX_STAGES 8
 
