@@ -1,8 +1,9 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // 2-D convolution, one output per invocation: the simple fallback and benchmark baseline.
-// Same push constants and windows as conv2d.comp; rows m = (image, output pixel) of the
-// window, from m_base; the workgroup's y index is the output channel.
+// Same push constants and windows as conv2d.comp, with pixels for blocks: rows
+// m = (image, output pixel) of the window from m_base; the workgroup's y index is the output
+// channel.
 #include "common.glsl"
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
@@ -25,6 +26,7 @@ layout(push_constant) uniform P {
     uint x_img, y_img;
     uint flags;        // 1: bias, 2: residual buffer, 4: accumulate onto y, 8: bias is F16
     uint x_off, w_off, b_off, r_off, y_off;
+    uint unused_nbx;
 } p;
 void main()
 {

@@ -1,8 +1,8 @@
 /* 2-D convolution (k = 1 or 3, stride 1 or 2, zero padding) as an implicit GEMM.
  *
- * Shaders: conv2d.comp (register-blocked through linear-gemm.glsl; KS 1 / 3, F32 / F16
- * weights, generic and W_VEC variants) and conv2d_naive.comp (one output per invocation) for
- * devices whose subgroup size is not a multiple of 8.
+ * Shaders: conv2d.comp (register-blocked; variants by kernel size, stride and weight load
+ * width) and conv2d_naive.comp (one output per invocation: the baseline, kept for
+ * benchmarks).
  *
  * Big tensors. One binding sees at most max_storage_buffer_range bytes (128 MiB on lavapipe;
  * a 640-channel 256x256 activation is 168 MB per image). The work is cut into:
@@ -16,10 +16,10 @@
 
 #include "ops/op-util.h"
 
-/* Must match TM and TN * LOCAL in shaders/conv2d.comp. */
-#define FAST_TM 16
-#define FAST_TN_LOCAL (4 * 64)
-#define NAIVE_LOCAL 64
+/* Load width shared with linear.c (0 scalar, 1 vec4 / words, 2 64-bit) and its override for
+ * benchmarks (0 automatic, 1 naive shaders, 2.. forced width). */
+int unclip__gemm_loads(struct unclip_vk *vk);
+extern int unclip__gemm_override;
 
 #define ALIGN 256u
 
@@ -58,23 +58,32 @@ min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-static int
-pick_shader(bool fast, int32_t k, bool f16, bool vec)
-{
-    if (!fast)
-        return f16 ? UNCLIP_SHADER_conv2d_naive_f16 : UNCLIP_SHADER_conv2d_naive_f32;
-    if (k == 1) {
-        if (vec)
-            return f16 ? UNCLIP_SHADER_conv2d_k1_vec_f16 : UNCLIP_SHADER_conv2d_k1_vec_f32;
-        return f16 ? UNCLIP_SHADER_conv2d_k1_f16 : UNCLIP_SHADER_conv2d_k1_f32;
-    }
-    if (vec)
-        return f16 ? UNCLIP_SHADER_conv2d_k3_vec_f16 : UNCLIP_SHADER_conv2d_k3_vec_f32;
-    return f16 ? UNCLIP_SHADER_conv2d_k3_f16 : UNCLIP_SHADER_conv2d_k3_f32;
-}
+enum { V_F32 = 0, V_F16, V_V64_F32, V_V64_F16 };
+enum { K1 = 0, K3S1, K3S2, K3N };
+/* [kind][variant] */
+static const int shaders[4][4] = {
+    {UNCLIP_SHADER_conv2d_k1_f32, UNCLIP_SHADER_conv2d_k1_f16, UNCLIP_SHADER_conv2d_k1_v64_f32,
+     UNCLIP_SHADER_conv2d_k1_v64_f16},
+    {UNCLIP_SHADER_conv2d_k3s1_f32, UNCLIP_SHADER_conv2d_k3s1_f16,
+     UNCLIP_SHADER_conv2d_k3s1_v64_f32, UNCLIP_SHADER_conv2d_k3s1_v64_f16},
+    {UNCLIP_SHADER_conv2d_k3s2_f32, UNCLIP_SHADER_conv2d_k3s2_f16,
+     UNCLIP_SHADER_conv2d_k3s2_v64_f32, UNCLIP_SHADER_conv2d_k3s2_v64_f16},
+    {UNCLIP_SHADER_conv2d_k3n_f32, UNCLIP_SHADER_conv2d_k3n_f16, UNCLIP_SHADER_conv2d_k3n_v64_f32,
+     UNCLIP_SHADER_conv2d_k3n_v64_f16},
+};
+/* Pixels per invocation (TM), channels per workgroup (TN * LX) and pixel blocks per
+ * workgroup (LY) of each kind, as set by the variant table in shaders/meson.build. */
+static const int64_t kind_tm[4] = {16, 16, 8, 16};
+static const int64_t kind_cols[4] = {64, 64, 64, 4};
+static const int64_t kind_ly[4] = {8, 8, 8, 64};
+/* At most this many output channels (a UNet's conv_out): the narrow k 3 variants. */
+#define NARROW_COUT 16
+#define NAIVE_LOCAL 64
 
+/* Push constants of conv2d.comp and conv2d_naive.comp (the naive shader reads blocks and
+ * blk_base as pixels). */
 struct conv_pc {
-    uint32_t rows, m_base;
+    uint32_t blocks, blk_base;
     uint32_t cin, h, w;
     uint32_t cout, ho, wo;
     uint32_t stride, pad, ks;
@@ -82,6 +91,7 @@ struct conv_pc {
     uint32_t x_img, y_img;
     uint32_t flags;
     uint32_t x_off, w_off, b_off, r_off, y_off;
+    uint32_t nbx;
 };
 
 unclip_status
@@ -135,11 +145,16 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
     uint64_t es = unclip__dtype_size(w->dtype);
     int64_t hw = h * wd, hwo = ho * wo, k2 = (int64_t)ks * ks, wk = cin * k2;
     int64_t x_img = cin * hw, y_img = cout * hwo;
-    bool fast = unclip__vk_info(vk)->subgroup_size >= 8 && unclip__vk_info(vk)->subgroup_size % 8 == 0;
     bool f16 = w->dtype == UNCLIP_DT_F16;
+    bool naive = unclip__gemm_override == 1;
+    int loads = unclip__gemm_loads(vk);
+    if (unclip__gemm_override >= 2 && unclip__gemm_override <= 4)
+        loads = unclip__gemm_override - 2;
+    int kind = ks == 1 ? K1 : (stride == 2 ? K3S2 : (cout <= NARROW_COUT ? K3N : K3S1));
+    int var = f16 ? (loads >= 2 ? V_V64_F16 : V_F16) : (loads >= 2 ? V_V64_F32 : V_F32);
 
     /* Cin per pass: everything when one image's input fits, else whole planes in multiples
-     * of 8 channels (keeps weight rows 8-aligned for the W_VEC variants). */
+     * of 8 channels. */
     int64_t cc = cin;
     if ((uint64_t)x_img * 4 > room) {
         cc = (int64_t)(room / ((uint64_t)hw * 4));
@@ -149,7 +164,7 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
     /* Cout per chunk: weight rows and one image's output planes must fit. */
     int64_t coc = min64(cout, (int64_t)(room / ((uint64_t)wk * es)));
     coc = min64(coc, (int64_t)(room / ((uint64_t)hwo * 4)));
-    if (!fast)
+    if (naive)
         coc = min64(coc, unclip__vk_max_groups(vk, 1));
     if (cc < 1 || coc < 1)
         return unclip__fail(err, UNCLIP_E_INTERNAL,
@@ -165,12 +180,19 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
     ng = min64(ng, (int64_t)(room / ((uint64_t)y_img * 4)));
     if (ng < 1)
         ng = 1;
-    int64_t tm = fast ? FAST_TM : NAIVE_LOCAL;
-    int64_t tn = fast ? FAST_TN_LOCAL : 1;
+    /* Work items: pixel blocks (naive: pixels) of tm pixels, nbx of them per output row
+     * (k 3) or per image (k 1). */
+    int64_t tm = naive ? 1 : kind_tm[kind];
+    int64_t nbx = ks == 3 ? (wo + tm - 1) / tm : (hwo + tm - 1) / tm;
+    int64_t per_img = naive ? hwo : (ks == 3 ? ho * nbx : nbx);
+    int64_t items_per_group = naive ? NAIVE_LOCAL : kind_ly[kind];
+    int64_t cols_per_group = naive ? 1 : kind_cols[kind];
+    int shader = naive ? (f16 ? UNCLIP_SHADER_conv2d_naive_f16 : UNCLIP_SHADER_conv2d_naive_f32)
+                       : shaders[kind][var];
 
     for (int64_t b0 = 0; b0 < nb; b0 += ng) {
         int64_t nbc = min64(ng, nb - b0);
-        int64_t rows_all = nbc * hwo;
+        int64_t items_all = nbc * per_img;
         for (int64_t co0 = 0; co0 < cout; co0 += coc) {
             int64_t cocur = min64(coc, cout - co0);
             int64_t ystart = b0 * y_img + co0 * hwo, ycount = (nbc - 1) * y_img + cocur * hwo;
@@ -187,8 +209,6 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
                 struct window wx =
                     make_window(x, b0 * x_img + c0 * hw, (nbc - 1) * x_img + ccur * hw);
                 struct window ww = make_window(w, co0 * wk + c0 * k2, (cocur - 1) * wk + kk);
-                bool vec = fast && kk % 8 == 0 && wk % 8 == 0 && ww.rem % 8 == 0;
-                int shader = pick_shader(fast, ks, f16, vec);
                 uint32_t flags = 0;
                 if (c0 == 0) {
                     flags |= bias ? 1u : 0u;
@@ -198,36 +218,38 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
                 } else {
                     flags |= 4u;
                 }
-                /* Rows per dispatch: bounded work, a whole number of tiles, grid limits. */
-                int64_t rc = (int64_t)(UNCLIP_VK_WORK_BOUND / ((uint64_t)cocur * (uint64_t)kk));
-                rc = rc / tm * tm;
-                if (rc < tm)
-                    rc = tm;
-                rc = min64(rc, (int64_t)unclip__vk_max_groups(vk, fast ? 1 : 0) * tm);
-                for (int64_t r0 = 0; r0 < rows_all; r0 += rc) {
-                    int64_t rcur = min64(rc, rows_all - r0);
+                /* Items per dispatch: bounded work, whole workgroups, grid limits. */
+                int64_t ic = (int64_t)(UNCLIP_VK_WORK_BOUND /
+                                       ((uint64_t)cocur * (uint64_t)kk * (uint64_t)tm));
+                ic = ic / items_per_group * items_per_group;
+                if (ic < items_per_group)
+                    ic = items_per_group;
+                ic = min64(ic, (int64_t)unclip__vk_max_groups(vk, naive ? 0 : 1) * items_per_group);
+                for (int64_t i0 = 0; i0 < items_all; i0 += ic) {
+                    int64_t icur = min64(ic, items_all - i0);
                     struct conv_pc pc = {
-                        .rows = (uint32_t)rcur, .m_base = (uint32_t)r0,
+                        .blocks = (uint32_t)icur, .blk_base = (uint32_t)i0,
                         .cin = (uint32_t)ccur, .h = (uint32_t)h, .w = (uint32_t)wd,
                         .cout = (uint32_t)cocur, .ho = (uint32_t)ho, .wo = (uint32_t)wo,
                         .stride = (uint32_t)stride, .pad = (uint32_t)padding, .ks = (uint32_t)ks,
                         .wk = (uint32_t)wk, .x_img = (uint32_t)x_img, .y_img = (uint32_t)y_img,
                         .flags = flags,
                         .x_off = wx.rem, .w_off = ww.rem, .b_off = wb.rem, .r_off = wr.rem,
-                        .y_off = wy.rem,
+                        .y_off = wy.rem, .nbx = (uint32_t)nbx,
                     };
                     struct unclip_vk_bind binds[5] = {wx.bind, ww.bind, wb.bind, wr.bind,
                                                       wy.bind};
                     uint32_t gx, gy;
-                    if (fast) {
-                        gx = (uint32_t)((cocur + tn - 1) / tn);
-                        gy = (uint32_t)((rcur + tm - 1) / tm);
-                    } else {
-                        gx = (uint32_t)((rcur + tm - 1) / tm);
+                    if (naive) {
+                        gx = (uint32_t)((icur + NAIVE_LOCAL - 1) / NAIVE_LOCAL);
                         gy = (uint32_t)cocur;
+                    } else {
+                        gx = (uint32_t)((cocur + cols_per_group - 1) / cols_per_group);
+                        gy = (uint32_t)((icur + items_per_group - 1) / items_per_group);
                     }
                     st = unclip__vk_dispatch(vk, shader, binds, 5, &pc, sizeof pc, gx, gy, 1,
-                                             (uint64_t)rcur * (uint64_t)cocur * (uint64_t)kk);
+                                             (uint64_t)icur * (uint64_t)tm * (uint64_t)cocur *
+                                                 (uint64_t)kk);
                     if (st != UNCLIP_OK)
                         return st;
                 }

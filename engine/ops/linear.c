@@ -1,8 +1,7 @@
 /* Linear layer: y[M, N] = x[M, K] . w[N, K]^T (+ bias) (+ residual).
  *
- * Shaders: linear.comp (register-blocked, subgroup-broadcast; see linear-gemm.glsl) in a
- * generic variant and a W_VEC one for K % 8 == 0, and linear_naive.comp (one output per
- * invocation) for devices whose subgroup size is not a multiple of 8.
+ * Shaders: linear.comp (register-blocked; variants by load width and tile size) and
+ * linear_naive.comp (one output per invocation: the baseline, kept for benchmarks).
  *
  * Big tensors. One binding sees at most max_storage_buffer_range bytes, so the work is cut
  * into chunks: along N so that each chunk's weight rows fit in one binding, and along M so
@@ -14,13 +13,32 @@
 
 #include "ops/op-util.h"
 
-/* Tile of the fast variants: rows per workgroup and columns per workgroup. Must match the
- * TM / TN * LOCAL defaults in shaders/linear.comp. */
-#define FAST_TM 16
-#define FAST_TN_LOCAL (4 * 64)
-/* The naive variant's workgroup: 16 columns x 4 rows. */
-#define NAIVE_TN 16
-#define NAIVE_TM 4
+/* Shader variants. rows/cols: the block of y one workgroup covers (TM * LY, TN * LX in
+ * shaders/linear.comp; the variant table in shaders/meson.build sets them). Loads: scalar for
+ * any K, vec4 when K % 8 == 0, 64-bit components when the device also has shaderInt64. */
+struct variant {
+    int shader;
+    int64_t rows, cols;
+};
+enum { LOADS_SCALAR = 0, LOADS_VEC, LOADS_V64 };
+/* [small][loads][f16] */
+static const struct variant variants[2][3][2] = {
+    {{{UNCLIP_SHADER_linear_f32, 96, 64}, {UNCLIP_SHADER_linear_f16, 96, 64}},
+     {{UNCLIP_SHADER_linear_vec_f32, 96, 64}, {UNCLIP_SHADER_linear_vec_f16, 96, 64}},
+     {{UNCLIP_SHADER_linear_v64_f32, 96, 64}, {UNCLIP_SHADER_linear_v64_f16, 96, 64}}},
+    {{{UNCLIP_SHADER_linear_small_f32, 2, 256}, {UNCLIP_SHADER_linear_small_f16, 2, 256}},
+     {{UNCLIP_SHADER_linear_small_vec_f32, 2, 256}, {UNCLIP_SHADER_linear_small_vec_f16, 2, 256}},
+     {{UNCLIP_SHADER_linear_small_v64_f32, 2, 256}, {UNCLIP_SHADER_linear_small_v64_f16, 2, 256}}},
+};
+static const struct variant naive[2] = {{UNCLIP_SHADER_linear_naive_f32, 4, 16},
+                                        {UNCLIP_SHADER_linear_naive_f16, 4, 16}};
+/* Below this many rows the small-tile variants waste less work than the 96-row tiles. */
+#define SMALL_M 48
+
+/* Benchmarks and tuning only: 0 picks automatically; 1 forces the naive shaders, 2 scalar
+ * loads, 3 vec4 loads, 4 64-bit loads (even when the device did not enable shaderInt64:
+ * lavapipe tolerates it, validation does not). Also read by conv.c. */
+int unclip__gemm_override = 0;
 
 #define ALIGN 256u
 
@@ -53,11 +71,14 @@ make_window(const struct unclip_tensor *t, int64_t start, int64_t count)
     return w;
 }
 
-static bool
-fast_ok(struct unclip_vk *vk)
+/* Which load width the device allows (before the per-chunk alignment check). */
+int
+unclip__gemm_loads(struct unclip_vk *vk)
 {
-    uint32_t sg = unclip__vk_info(vk)->subgroup_size;
-    return sg >= 8 && sg % 8 == 0;
+    (void)vk;
+    /* 64-bit loads need shaderInt64 enabled on the device; engine/vk does not report or
+     * enable it yet (see NOTES.md), so the automatic choice stops at vec4. */
+    return LOADS_VEC;
 }
 
 unclip_status
@@ -112,8 +133,15 @@ unclip__op_linear(struct unclip_vk *vk, const struct unclip_tensor *x,
                             "linear: one row (K = %lld, N = %lld) exceeds the binding range "
                             "of %llu bytes",
                             (long long)k, (long long)n, (unsigned long long)range);
-    bool fast = fast_ok(vk);
-    int64_t tm = fast ? FAST_TM : NAIVE_TM, tn = fast ? FAST_TN_LOCAL : NAIVE_TN;
+    bool f16 = w->dtype == UNCLIP_DT_F16;
+    int loads = unclip__gemm_loads(vk);
+    if (unclip__gemm_override >= 2 && unclip__gemm_override <= 4)
+        loads = unclip__gemm_override - 2;
+    if (k % 8 != 0)
+        loads = LOADS_SCALAR;
+    const struct variant *var = unclip__gemm_override == 1 ? &naive[f16]
+                                                           : &variants[m < SMALL_M][loads][f16];
+    int64_t tm = var->rows, tn = var->cols;
     int64_t mc = mc_x < mc_y ? mc_x : mc_y;
     /* Keep each dispatch within the submission bound (at least one row tile) and within the
      * device's workgroup count limits. */
@@ -129,16 +157,6 @@ unclip__op_linear(struct unclip_vk *vk, const struct unclip_tensor *x,
     int64_t max_gx = (int64_t)unclip__vk_max_groups(vk, 0) * tn;
     if (nc > max_gx)
         nc = max_gx;
-
-    int shader;
-    if (!fast)
-        shader = w->dtype == UNCLIP_DT_F16 ? UNCLIP_SHADER_linear_naive_f16
-                                           : UNCLIP_SHADER_linear_naive_f32;
-    else if (k % 8 == 0)
-        shader = w->dtype == UNCLIP_DT_F16 ? UNCLIP_SHADER_linear_vec_f16
-                                           : UNCLIP_SHADER_linear_vec_f32;
-    else
-        shader = w->dtype == UNCLIP_DT_F16 ? UNCLIP_SHADER_linear_f16 : UNCLIP_SHADER_linear_f32;
 
     for (int64_t n0 = 0; n0 < n; n0 += nc) {
         int64_t ncur = n - n0 < nc ? n - n0 : nc;
@@ -166,6 +184,11 @@ unclip__op_linear(struct unclip_vk *vk, const struct unclip_tensor *x,
             struct unclip_vk_bind binds[5] = {wx.bind, ww.bind, wb.bind, wr.bind, wy.bind};
             uint32_t gx = (uint32_t)((ncur + tn - 1) / tn);
             uint32_t gy = (uint32_t)((mcur + tm - 1) / tm);
+            /* The vector variants need 8-aligned windows (true when K % 8 == 0; checked). */
+            int shader = var->shader;
+            if (loads != LOADS_SCALAR && unclip__gemm_override != 1 &&
+                ((wx.rem | ww.rem) % 8 != 0))
+                shader = variants[m < SMALL_M][LOADS_SCALAR][f16].shader;
             st = unclip__vk_dispatch(vk, shader, binds, 5, &pc, sizeof pc, gx, gy, 1,
                                      (uint64_t)mcur * (uint64_t)ncur * (uint64_t)k);
             if (st != UNCLIP_OK)

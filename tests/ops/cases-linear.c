@@ -7,6 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* engine/ops/linear.c's shader override (0 automatic, 1 naive, 2 scalar, 3 vec4, 4 64-bit
+ * loads): the variant cases run every shader, not just the one this device gets. */
+extern int unclip__gemm_override;
+
+/* 64-bit loads need shaderInt64, which the engine does not enable yet: lavapipe runs them
+ * anyway, but the validation layer would rightly object. */
+static bool
+variant_allowed(int v)
+{
+    return v != 4 || !getenv("UNCLIP_VALIDATION");
+}
+
 enum {
     LIN_BIAS = 1,     /* with bias                                          */
     LIN_RES = 2,      /* with a separate residual tensor                    */
@@ -15,11 +27,14 @@ enum {
     LIN_X3D = 16,     /* x as [2, M/2, K] (M even): only numel matters       */
 };
 
-/* d: M, K, N, options. Runs F32 then F16 weights (the same bias dtype as w). */
+/* d: M, K, N, options, shader override. Runs F32 then F16 weights (bias has w's dtype). */
 static void
 run_linear(struct ot_ctx *c, const int64_t *d)
 {
     int64_t m = d[0], k = d[1], n = d[2], opt = d[3];
+    if (!variant_allowed((int)d[4]))
+        return;
+    unclip__gemm_override = (int)d[4];
     int64_t xs2[2] = {m, k}, xs3[3] = {2, m / 2, k};
     float *hx;
     struct unclip_tensor *x = (opt & LIN_X3D) ? ot_input(c, UNCLIP_DT_F32, 3, xs3, 1.0f, &hx)
@@ -44,12 +59,15 @@ run_linear(struct ot_ctx *c, const int64_t *d)
         float *ref = ot_scratch(c, m * n);
         unclip_ref_linear(hx, hw, hb, res ? hres : NULL, m, n, k, ref);
         const struct unclip_tensor *r = (opt & LIN_RES_Y) ? y : res;
+        static const char *vn[5] = {"", " naive", " scalar", " vec4", " v64"};
         char label[64];
-        snprintf(label, sizeof label, "%s%s%s%s", f16 ? "f16" : "f32", b ? " bias" : "",
-                 (opt & LIN_RES) ? " res" : "", (opt & LIN_RES_Y) ? " res=y" : "");
+        snprintf(label, sizeof label, "%lldx%lldx%lld %s%s%s%s%s", (long long)m, (long long)k,
+                 (long long)n, f16 ? "f16" : "f32", b ? " bias" : "",
+                 (opt & LIN_RES) ? " res" : "", (opt & LIN_RES_Y) ? " res=y" : "", vn[d[4]]);
         if (ot_ok(c, unclip__op_linear(c->vk, x, w, b, r, y)))
             ot_compare(c, label, y, ref, TOL_ACC);
     }
+    unclip__gemm_override = 0;
 }
 
 /* Argument checks: bad shapes fail cleanly with a message. */
@@ -89,6 +107,17 @@ const struct op_case ot_cases_linear[] = {
      * window starts 59 elements after its 256-byte boundary) and K % 8 == 0 (W_VEC). */
     {"linear_big", run_linear, {3, 1283, 26161, LIN_BIAS | LIN_RES | LIN_F32_ONLY}},
     {"linear_big", run_linear, {5, 1288, 26060, LIN_BIAS | LIN_F32_ONLY}},
+    /* Every shader variant on an aligned K (the vector loads), an odd K (their scalar
+     * fallback) and a small M (the small-tile variants). */
+    {"linear_variants", run_linear, {77, 320, 130, LIN_BIAS | LIN_RES, 1}},
+    {"linear_variants", run_linear, {77, 320, 130, LIN_BIAS | LIN_RES, 2}},
+    {"linear_variants", run_linear, {77, 320, 130, LIN_BIAS | LIN_RES, 3}},
+    {"linear_variants", run_linear, {77, 320, 130, LIN_BIAS | LIN_RES, 4}},
+    {"linear_variants", run_linear, {100, 23, 65, LIN_BIAS, 1}},
+    {"linear_variants", run_linear, {100, 23, 65, LIN_BIAS, 4}},
+    {"linear_variants", run_linear, {5, 64, 259, LIN_BIAS | LIN_RES_Y, 2}},
+    {"linear_variants", run_linear, {5, 64, 259, LIN_BIAS | LIN_RES_Y, 3}},
+    {"linear_variants", run_linear, {5, 64, 259, LIN_BIAS | LIN_RES_Y, 4}},
     {"linear_errors", run_linear_errors, {0}},
     {NULL, NULL, {0}},
 };

@@ -1,0 +1,308 @@
+/* Heavy-op throughput on one Vulkan device: linear (matmul), conv2d and attention, in
+ * GFLOP/s (a multiply-add counts 2). A benchmark, not a test: it prints figures and never
+ * judges them. bench/run-ops.sh puts them beside torch on the CPU and the CPU's FMA peak.
+ *
+ * Usage: bench-ops [--device NAME] [--reps N] [--big] [--naive] [--variants] [--only TEXT]
+ *   --big    adds conv 3x3 at 2x320x256x256 (about 240 GFLOP per run)
+ *   --naive  adds the one-output-per-invocation shaders (the baseline the fast ones replace)
+ *   --variants  adds the matmul and 64x64 conv with each load width forced (scalar, vec4,
+ *            64-bit), so a device's best choice can be read off
+ * Output: one line per case,
+ *   "RESULT <name> <GFLOP/s> <ms per run> <runs> <GFLOP per CPU-second>"
+ * where the last figure divides by the process's CPU time instead of wall time: on a shared,
+ * busy machine it shows the shaders' efficiency per core while wall-clock figures swing. */
+#include "ops/ops.h"
+
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* engine/ops/linear.c: shader choice for linear and conv2d (0 automatic, 1 the naive
+ * one-output-per-invocation shaders, 2 scalar loads, 3 vec4 loads, 4 64-bit loads). A tuning
+ * hook, not API; forcing 4 on a device without shaderInt64 enabled is invalid usage (lavapipe
+ * accepts it). */
+extern int unclip__gemm_override;
+
+static double
+clock_s(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double
+now_s(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+struct bench {
+    struct unclip_vk *vk;
+    int reps;
+    const char *only;
+    int failures;
+};
+
+static bool
+wanted(const struct bench *b, const char *name)
+{
+    return !b->only || strstr(name, b->only);
+}
+
+/* A tensor filled with small pseudo-random values (the values do not matter for timing but
+ * should be finite and not denormal). */
+static unclip_status
+make(struct bench *b, enum unclip_dtype dt, int32_t ndim, const int64_t *shape, float scale,
+     struct unclip_tensor *t)
+{
+    unclip_status st = unclip__tensor_new(b->vk, dt, ndim, shape, t);
+    if (st != UNCLIP_OK)
+        return st;
+    int64_t n = unclip__tensor_numel(t);
+    float *h = malloc((size_t)n * sizeof *h);
+    if (!h)
+        return UNCLIP_E_NOMEM;
+    uint32_t s = 12345u;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        h[i] = scale * ((float)(s >> 8) / 16777216.0f - 0.5f);
+    }
+    st = unclip__tensor_upload_f32(b->vk, t, h);
+    free(h);
+    return st;
+}
+
+typedef unclip_status (*run_fn)(struct bench *b, void *ctx);
+
+/* One warm-up run (pipeline creation, first touch), then `reps` timed runs; reports the
+ * median time per run. */
+static void
+measure(struct bench *b, const char *name, double flops, run_fn fn, void *ctx, int reps)
+{
+    unclip_status st = fn(b, ctx);
+    if (st == UNCLIP_OK)
+        st = unclip__vk_finish(b->vk);
+    if (st != UNCLIP_OK) {
+        printf("SKIP %s: %s\n", name, unclip__vk_err(b->vk)->msg);
+        fflush(stdout);
+        return;
+    }
+    double t[64];
+    if (reps > 64)
+        reps = 64;
+    double cpu0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        st = fn(b, ctx);
+        if (st == UNCLIP_OK)
+            st = unclip__vk_finish(b->vk);
+        t[r] = now_s() - t0;
+        if (st != UNCLIP_OK) {
+            printf("SKIP %s: %s\n", name, unclip__vk_err(b->vk)->msg);
+            b->failures++;
+            return;
+        }
+    }
+    for (int i = 1; i < reps; i++) /* insertion sort for the median */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    double cpu = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0) / reps;
+    double med = t[reps / 2];
+    printf("RESULT %s %.2f %.1f %d %.2f\n", name, flops / med * 1e-9, med * 1e3, reps,
+           flops / cpu * 1e-9);
+    fflush(stdout);
+}
+
+/* ---- linear ---- */
+
+struct lin {
+    struct unclip_tensor x, w, y;
+};
+
+static unclip_status
+run_linear(struct bench *b, void *p)
+{
+    struct lin *l = p;
+    return unclip__op_linear(b->vk, &l->x, &l->w, NULL, NULL, &l->y);
+}
+
+static void
+bench_linear(struct bench *b, const char *name, int64_t m, int64_t k, int64_t n,
+             enum unclip_dtype dt, int variant, int reps)
+{
+    if (!wanted(b, name))
+        return;
+    struct lin l = {0};
+    unclip__gemm_override = variant;
+    int64_t xs[2] = {m, k}, ws[2] = {n, k}, ys[2] = {m, n};
+    if (make(b, UNCLIP_DT_F32, 2, xs, 1.0f, &l.x) || make(b, dt, 2, ws, 0.05f, &l.w) ||
+        unclip__tensor_new(b->vk, UNCLIP_DT_F32, 2, ys, &l.y)) {
+        printf("SKIP %s: %s\n", name, unclip__vk_err(b->vk)->msg);
+        b->failures++;
+    } else {
+        measure(b, name, 2.0 * (double)m * (double)n * (double)k, run_linear, &l, reps);
+    }
+    unclip__gemm_override = 0;
+    unclip__tensor_free(&l.x);
+    unclip__tensor_free(&l.w);
+    unclip__tensor_free(&l.y);
+}
+
+/* ---- conv ---- */
+
+struct conv {
+    struct unclip_tensor x, w, bias, y;
+};
+
+static unclip_status
+run_conv(struct bench *b, void *p)
+{
+    struct conv *c = p;
+    return unclip__op_conv2d(b->vk, &c->x, &c->w, &c->bias, 1, 1, NULL, &c->y);
+}
+
+static void
+bench_conv(struct bench *b, const char *name, int64_t nb, int64_t cin, int64_t hw, int64_t cout,
+           enum unclip_dtype dt, int variant, int reps)
+{
+    if (!wanted(b, name))
+        return;
+    struct conv c = {0};
+    unclip__gemm_override = variant;
+    int64_t xs[4] = {nb, cin, hw, hw}, ws[4] = {cout, cin, 3, 3}, bs[1] = {cout};
+    int64_t ys[4] = {nb, cout, hw, hw};
+    if (make(b, UNCLIP_DT_F32, 4, xs, 1.0f, &c.x) || make(b, dt, 4, ws, 0.02f, &c.w) ||
+        make(b, dt, 1, bs, 0.1f, &c.bias) ||
+        unclip__tensor_new(b->vk, UNCLIP_DT_F32, 4, ys, &c.y)) {
+        printf("SKIP %s: %s\n", name, unclip__vk_err(b->vk)->msg);
+        b->failures++;
+    } else {
+        double flops = 2.0 * (double)(nb * hw * hw) * (double)cout * (double)(cin * 9);
+        measure(b, name, flops, run_conv, &c, reps);
+    }
+    unclip__gemm_override = 0;
+    unclip__tensor_free(&c.x);
+    unclip__tensor_free(&c.w);
+    unclip__tensor_free(&c.bias);
+    unclip__tensor_free(&c.y);
+}
+
+/* ---- attention ---- */
+
+struct attn {
+    struct unclip_tensor qkv, out;
+    struct unclip_attn_desc d;
+};
+
+static unclip_status
+run_attn(struct bench *b, void *p)
+{
+    struct attn *a = p;
+    return unclip__op_attention(b->vk, &a->d, &a->out);
+}
+
+/* Self-attention over L tokens, one head of dimension hd, q/k/v packed in one [L, 3 hd]
+ * projection output. FLOPs: 2 L^2 hd for q k^T and as many for p v. */
+static void
+bench_attention(struct bench *b, const char *name, int64_t len, int32_t hd, int reps)
+{
+    if (!wanted(b, name))
+        return;
+    struct attn a = {0};
+    int64_t qs[2] = {len, 3 * hd}, os[3] = {1, len, hd};
+    if (make(b, UNCLIP_DT_F32, 2, qs, 1.0f, &a.qkv) ||
+        unclip__tensor_new(b->vk, UNCLIP_DT_F32, 3, os, &a.out)) {
+        printf("SKIP %s: %s\n", name, unclip__vk_err(b->vk)->msg);
+        b->failures++;
+    } else {
+        struct unclip_seq q = {.t = &a.qkv, .off = 0, .row_stride = 3 * hd,
+                               .batch_stride = len * 3 * hd, .len = (int32_t)len};
+        struct unclip_seq k = q, v = q;
+        k.off = hd;
+        v.off = 2 * hd;
+        a.d = (struct unclip_attn_desc){.batch = 1, .n_heads = 1, .head_dim = hd,
+                                        .scale = 1.0f / sqrtf((float)hd), .q = q, .k1 = k,
+                                        .v1 = v};
+        measure(b, name, 4.0 * (double)len * (double)len * hd, run_attn, &a, reps);
+    }
+    unclip__tensor_free(&a.qkv);
+    unclip__tensor_free(&a.out);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct unclip_vk_params p = unclip__vk_params_default();
+    struct bench b = {.reps = 5};
+    int big = 0, naive = 0, variants = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc)
+            p.device_name = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            b.reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            b.only = argv[++i];
+        else if (!strcmp(argv[i], "--big"))
+            big = 1;
+        else if (!strcmp(argv[i], "--naive"))
+            naive = 1;
+        else if (!strcmp(argv[i], "--variants"))
+            variants = 1;
+        else {
+            fprintf(stderr,
+                    "usage: %s [--device NAME] [--reps N] [--big] [--naive] [--variants] "
+                    "[--only TEXT]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (b.reps < 1)
+        b.reps = 1;
+    /* A slow device on a busy machine may need minutes for one submission. */
+    p.fence_timeout_ms = 600000;
+    struct unclip_err err = {0};
+    if (unclip__vk_new(&p, &b.vk, &err) != UNCLIP_OK) {
+        fprintf(stderr, "bench-ops: no Vulkan device: %s\n", err.msg);
+        return 1;
+    }
+    printf("DEVICE %s\n", unclip__vk_info(b.vk)->name);
+    fflush(stdout);
+
+    bench_linear(&b, "matmul_4096x768x3072_f32", 4096, 768, 3072, UNCLIP_DT_F32, 0, b.reps);
+    bench_linear(&b, "matmul_4096x768x3072_f16", 4096, 768, 3072, UNCLIP_DT_F16, 0, b.reps);
+    bench_conv(&b, "conv3x3_2x320x64x64_f32", 2, 320, 64, 320, UNCLIP_DT_F32, 0, b.reps);
+    bench_conv(&b, "conv3x3_2x320x64x64_f16", 2, 320, 64, 320, UNCLIP_DT_F16, 0, b.reps);
+    if (big)
+        bench_conv(&b, "conv3x3_2x320x256x256_f16", 2, 320, 256, 320, UNCLIP_DT_F16, 0,
+                   b.reps < 3 ? b.reps : 3);
+    bench_attention(&b, "attention_4096x64", 4096, 64, b.reps);
+    if (variants) {
+        static const char *vn[3] = {"scalar", "vec4", "v64"};
+        for (int v = 0; v < 3; v++) {
+            char name[96];
+            snprintf(name, sizeof name, "matmul_4096x768x3072_f16_%s", vn[v]);
+            bench_linear(&b, name, 4096, 768, 3072, UNCLIP_DT_F16, 2 + v, b.reps);
+            snprintf(name, sizeof name, "matmul_4096x768x3072_f32_%s", vn[v]);
+            bench_linear(&b, name, 4096, 768, 3072, UNCLIP_DT_F32, 2 + v, b.reps);
+            snprintf(name, sizeof name, "conv3x3_2x320x64x64_f16_%s", vn[v]);
+            bench_conv(&b, name, 2, 320, 64, 320, UNCLIP_DT_F16, 2 + v, b.reps);
+            snprintf(name, sizeof name, "conv3x3_2x320x64x64_f32_%s", vn[v]);
+            bench_conv(&b, name, 2, 320, 64, 320, UNCLIP_DT_F32, 2 + v, b.reps);
+        }
+    }
+    if (naive) {
+        /* The baselines are slow: one run, and the matmul at a quarter of the rows. */
+        bench_linear(&b, "naive_matmul_1024x768x3072_f32", 1024, 768, 3072, UNCLIP_DT_F32, 1, 1);
+        bench_linear(&b, "naive_matmul_1024x768x3072_f16", 1024, 768, 3072, UNCLIP_DT_F16, 1, 1);
+        bench_conv(&b, "naive_conv3x3_1x320x32x32_f16", 1, 320, 32, 320, UNCLIP_DT_F16, 1, 1);
+    }
+    unclip__vk_free(b.vk);
+    return b.failures ? 1 : 0;
+}
