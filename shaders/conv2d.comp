@@ -18,7 +18,8 @@
 // weights are loaded per step (KS 3: the 9 taps of one input channel; KS 1: 8 input channels),
 // from any element offset. The load width is a variant:
 //   (default)  F32: scalar loads; W_F16: 32-bit words (2 halves), 5 words per step
-//   W_V64      64-bit components (needs shaderInt64): 5 per step (F32), 3 per step (F16)
+//   W_V64      64-bit components (needs shaderInt64): 5 per step (F32), 3 per step (F16);
+//              KS 3 then also reads the input row segments through 64-bit pairs (W % 4 == 0)
 // The wide loads start at the aligned element at or before the first weight and select the
 // shifted values; indices are clamped to the binding, so no read leaves it.
 // On lavapipe each component a lane loads costs a scalar loop over the lanes, so fewer, wider
@@ -59,6 +60,7 @@ layout(std430, binding = 1) readonly buffer W { float w[]; };
 #endif
 #ifdef W_V64
 layout(std430, binding = 1) readonly buffer WQ { uint64_t wq[]; };
+layout(std430, binding = 0) readonly buffer XQ { u64vec2 xq[]; };
 #endif
 #ifdef W_F16
 layout(std430, binding = 1) readonly buffer WH { uint wh[]; };
@@ -159,6 +161,10 @@ void main()
     int ix0 = int(ox0 * STRIDE) - int(p.pad);
     uint xbase = p.x_off + b * p.x_img;
     const uint S = (TM - 1u) * STRIDE + KS;
+#ifdef W_V64
+    const uint NA = (S + 3u + 3u) / 4u; // 64-bit pairs covering the segment from a0
+    int sh = ix0 & 3;
+#endif
 #else
     uint b = blk / p.nbx, pb = blk - b * p.nbx;
     uint xbase = p.x_off + b * p.x_img;
@@ -189,11 +195,31 @@ void main()
             bool row_ok = uint(iy) < p.h;
             int rb = int(plane) + iy * int(p.w) + ix0;
             float seg[S];
+#ifdef W_V64
+            // 64-bit loads of the row segment from the 4-aligned element at or before its
+            // start (rows are 4-aligned: the host uses this variant only when W % 4 == 0);
+            // sh = ix0 & 3 is the same for every block of the dispatch.
+            int a0 = rb - sh;
+            float f[NA * 4u];
+            [[unroll]] for (uint t = 0u; t < NA; t++) {
+                int qi = (a0 >> 2) + int(t);
+                u64vec2 q = xq[uint(clamp(qi, 0, int(xq.length()) - 1))];
+                uvec2 lo = unpack32(q.x), hi = unpack32(q.y);
+                f[4u * t] = uintBitsToFloat(lo.x); f[4u * t + 1u] = uintBitsToFloat(lo.y);
+                f[4u * t + 2u] = uintBitsToFloat(hi.x); f[4u * t + 3u] = uintBitsToFloat(hi.y);
+            }
+            [[unroll]] for (uint t = 0u; t < S; t++) {
+                bool ok = row_ok && uint(ix0 + int(t)) < p.w;
+                float v = sh == 0 ? f[t] : (sh == 1 ? f[t + 1u] : (sh == 2 ? f[t + 2u] : f[t + 3u]));
+                seg[t] = ok ? v : 0.0;
+            }
+#else
             [[unroll]] for (uint t = 0u; t < S; t++) {
                 bool ok = row_ok && uint(ix0 + int(t)) < p.w;
                 float v = x[ok ? uint(rb + int(t)) : 0u];
                 seg[t] = ok ? v : 0.0;
             }
+#endif
             [[unroll]] for (uint kx = 0u; kx < 3u; kx++)
                 [[unroll]] for (uint i = 0u; i < TM; i++)
                     [[unroll]] for (uint j = 0u; j < TN; j++)

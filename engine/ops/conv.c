@@ -151,7 +151,9 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
     if (unclip__gemm_override >= 2 && unclip__gemm_override <= 4)
         loads = unclip__gemm_override - 2;
     int kind = ks == 1 ? K1 : (stride == 2 ? K3S2 : (cout <= NARROW_COUT ? K3N : K3S1));
-    int var = f16 ? (loads >= 2 ? V_V64_F16 : V_F16) : (loads >= 2 ? V_V64_F32 : V_F32);
+    /* The k 3 64-bit variants also read input rows in aligned pairs: W % 4 == 0. */
+    bool wide = loads >= 2 && (ks == 1 || wd % 4 == 0);
+    int var = f16 ? (wide ? V_V64_F16 : V_F16) : (wide ? V_V64_F32 : V_F32);
 
     /* Cin per pass: everything when one image's input fits, else whole planes in multiples
      * of 8 channels. */

@@ -116,6 +116,10 @@ const struct op_case ot_cases_conv[] = {
     {"conv2d_variants", run_conv, {2, 20, 7, 6, 9, CVV(1, 2, 1, CV_RES_Y, 3)}},
     {"conv2d_variants", run_conv, {2, 20, 7, 6, 9, CVV(1, 2, 1, CV_RES_Y, 4)}},
     {"conv2d_variants", run_conv, {1, 5, 8, 8, 6, CVV(3, 1, 1, CV_BIAS, 4)}},
+    /* W % 4 == 0: the 64-bit variants read input rows in aligned pairs */
+    {"conv2d_variants", run_conv, {2, 12, 9, 20, 71, CVV(3, 1, 1, CV_BIAS | CV_RES, 4)}},
+    {"conv2d_variants", run_conv, {1, 12, 11, 12, 70, CVV(3, 2, 1, CV_BIAS, 4)}},
+    {"conv2d_variants", run_conv, {3, 7, 5, 4, 17, CVV(3, 1, 0, 0, 4)}},
     {"conv2d_variants", run_conv, {2, 16, 11, 21, 3, CVV(3, 1, 1, CV_BIAS | CV_RES, 3)}},
     {"conv2d_variants", run_conv, {2, 16, 11, 21, 3, CVV(3, 1, 1, CV_BIAS | CV_RES, 4)}},
     /* One image's input over 128 MiB (135 MB): two Cin passes (8 + 1 channels), the second
