@@ -28,27 +28,23 @@ load_tokenizer(struct unclip__run *r, struct unclip_tokenizer **out)
     bool redirect = false;
     struct unclip_err quiet = {0};
     if (unclip__model_dir_folder(m->dir, "tokenizer", &folder, &quiet) == UNCLIP_OK) {
-        for (int i = 0; i < 4; i++) {
+        redirect = true;
+        for (int i = 0; i < 4 && redirect; i++) {
             char *path = NULL;
             if (unclip__model_dir_file(m->dir, "tokenizer", files[i], &path, &quiet)) {
-                if (i < 2)
-                    redirect = false; /* vocab/merges missing: let the loader say so */
-                if (i < 2)
-                    break;
+                /* vocab.json / merges.txt missing: the loader names it; the others are
+                 * optional */
+                redirect = i >= 2;
                 continue;
             }
             char *dir = g_path_get_dirname(path);
             unclip__free(path);
-            if (!real) {
+            if (!real)
                 real = unclip__strdup(dir);
-                redirect = real && strcmp(real, folder) != 0;
-            } else if (strcmp(real, dir) != 0) {
-                redirect = false;
-                g_free(dir);
-                break;
-            }
+            redirect = real && !strcmp(real, dir);
             g_free(dir);
         }
+        redirect = redirect && strcmp(real, folder) != 0;
     }
     unclip_status st;
     if (redirect) {

@@ -230,7 +230,8 @@ struct unclip_run_params {
     void   (*progress_cb)(const struct unclip_progress *p, void *user_data); /* optional     */
     void    *user_data;
     const char *dump_dir;        /* non-NULL: each stage's tensors written there (float32
-                                    safetensors, names as in the goldens' whole-run files)   */
+                                    safetensors, names as in the goldens' whole-run files;
+                                    layout: see "Dump" under Pipelines below)                */
 };
 
 struct unclip_run_params unclip_run_params_default(void);
