@@ -33,10 +33,12 @@
 #define WG 64
 // Queries per invocation: more reuse of every loaded element, more registers (the host
 // mirrors this choice in attention.c).
+#ifndef QPI
 #if HD > 64
 #define QPI 2
 #else
 #define QPI 4
+#endif
 #endif
 #define NC (HD / 4) // vec4 chunks of a row
 layout(local_size_x = WG) in;

@@ -105,12 +105,19 @@ unclip__op_group_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
         return st;
     if (per > 65535)
         per = 65535; /* samples go in the grid's y dimension */
+    /* vec4 variants when every channel's plane is a multiple of 4 floats (so vec4s never
+     * straddle channels and each sample starts 16-byte aligned). */
+    bool vec4 = s % 4 == 0;
+    static const int variants[2][2] = {
+        {UNCLIP_SHADER_group_norm_f32, UNCLIP_SHADER_group_norm_f16},
+        {UNCLIP_SHADER_group_norm_v4_f32, UNCLIP_SHADER_group_norm_v4_f16},
+    };
     struct {
-        uint32_t c, s, cpg, n0, flags;
+        uint32_t c, s, cpg, n0, flags, count;
         float eps;
-    } pc = {(uint32_t)c, (uint32_t)s, (uint32_t)(c / n_groups), 0,
+    } pc = {(uint32_t)c, (uint32_t)(vec4 ? s / 4 : s), (uint32_t)(c / n_groups), 0,
             (gamma ? 1u : 0u) | (beta ? 2u : 0u) | (scale_shift ? 4u : 0u) | (silu ? 8u : 0u),
-            eps};
+            (uint32_t)(c / n_groups * s), eps};
     for (int64_t n0 = 0; n0 < n && st == UNCLIP_OK; n0 += per) {
         int64_t cnt = n - n0 < per ? n - n0 : per;
         pc.n0 = (uint32_t)n0;
@@ -119,8 +126,7 @@ unclip__op_group_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
             xw, bind_opt(gamma, xw), bind_opt(beta, xw), bind_opt(scale_shift, xw),
             bind_window(y, n0, cnt, sample_bytes),
         };
-        st = unclip__vk_dispatch(vk, f16 ? UNCLIP_SHADER_group_norm_f16 : UNCLIP_SHADER_group_norm_f32,
-                                 b, 5, &pc, sizeof pc,
+        st = unclip__vk_dispatch(vk, variants[vec4][f16], b, 5, &pc, sizeof pc,
                                  (uint32_t)n_groups, (uint32_t)cnt, 1,
                                  (uint64_t)(cnt * c * s) * 3);
     }

@@ -65,6 +65,27 @@ run_group_norm(struct ot_ctx *c, const int64_t *d)
         ot_compare(c, "no affine", y, ref, TOL_ACC);
 }
 
+/* A group norm over more than one binding can see (160 MiB > lavapipe's 128 MiB range), as
+ * super-resolution activations of several images are: the op splits it into chunks of whole
+ * samples. d: N, C, H, W, groups. */
+static void
+run_group_norm_big(struct ot_ctx *c, const int64_t *d)
+{
+    int64_t xs[4] = {d[0], d[1], d[2], d[3]}, cs[1] = {d[1]}, sss[2] = {d[0], 2 * d[1]};
+    int64_t n = d[0] * d[1] * d[2] * d[3];
+    float *hx, *hg, *hb, *hss;
+    struct unclip_tensor *x = ot_input(c, UNCLIP_DT_F32, 4, xs, 1.0f, &hx);
+    struct unclip_tensor *g = ot_input(c, UNCLIP_DT_F32, 1, cs, 1.0f, &hg);
+    struct unclip_tensor *b = ot_input(c, UNCLIP_DT_F32, 1, cs, 1.0f, &hb);
+    struct unclip_tensor *ss = ot_input(c, UNCLIP_DT_F32, 2, sss, 0.5f, &hss);
+    struct unclip_tensor *y = ot_output(c, 4, xs);
+    float *ref = ot_scratch(c, n);
+    unclip_ref_group_norm(hx, d[0], d[1], d[2] * d[3], (int32_t)d[4], 1e-5f, hg, hb, hss, true,
+                          ref);
+    if (ot_ok(c, unclip__op_group_norm(c->vk, x, g, b, (int32_t)d[4], 1e-5f, ss, true, y)))
+        ot_compare(c, "chunked over samples", y, ref, TOL_ACC);
+}
+
 /* d: rows, C. With and without gamma/beta, in place, F16 gamma/beta. */
 static void
 run_layer_norm(struct ot_ctx *c, const int64_t *d)
@@ -147,6 +168,10 @@ const struct op_case ot_cases_norm[] = {
     {"group_norm", run_group_norm, {3, 23, 5, 7, 23}},
     {"group_norm", run_group_norm, {1, 23, 11, 1, 1}},
     {"group_norm", run_group_norm, {2, 64, 33, 31, 32}},
+    {"group_norm", run_group_norm, {2, 320, 8, 8, 32}},
+    {"group_norm", run_group_norm, {2, 96, 4, 3, 32}},
+    {"group_norm", run_group_norm, {1, 64, 1, 20, 2}},
+    {"group_norm_big", run_group_norm_big, {5, 32, 512, 512, 32}},
     {"layer_norm", run_layer_norm, {77, 1280}},
     {"layer_norm", run_layer_norm, {7, 23}},
     {"layer_norm", run_layer_norm, {3, 2048}},
