@@ -92,21 +92,24 @@ unclip_status unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor
 /* Group norm over x: [N, C, *] (spatial dims flattened), groups of C / n_groups channels,
  * biased variance, then y = xn * gamma[c] + beta[c]; then, when scale_shift ([N, 2C]) is
  * given, y = y * (1 + scale[n, c]) + shift[n, c] with scale = scale_shift[:, :C] and
- * shift = scale_shift[:, C:]; then SiLU when silu. y may alias x. */
+ * shift = scale_shift[:, C:]; then SiLU when silu. y may alias x. gamma/beta [C] may be NULL
+ * (1 / 0) and are F32 or F16 (both the same). Mean and variance are two-pass in fp32. A tensor
+ * larger than one binding is processed in chunks of whole samples (C * spatial * 4 bytes must
+ * then be a multiple of 256). */
 unclip_status unclip__op_group_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
                                     const struct unclip_tensor *gamma,
                                     const struct unclip_tensor *beta, int32_t n_groups, float eps,
                                     const struct unclip_tensor *scale_shift, bool silu,
                                     struct unclip_tensor *y);
 
-/* Layer norm over the last dimension C of x ([*, C]); gamma/beta [C] (may be NULL: 1 / 0).
- * y may alias x. */
+/* Layer norm over the last dimension C of x ([*, C]); gamma/beta [C] (may be NULL: 1 / 0;
+ * F32 or F16, both the same). y may alias x. */
 unclip_status unclip__op_layer_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
                                     const struct unclip_tensor *gamma,
                                     const struct unclip_tensor *beta, float eps,
                                     struct unclip_tensor *y);
 
-/* Softmax over the last dimension of x ([*, L]); y may alias x. */
+/* Softmax over the last dimension of x ([*, L]), max-subtracted; y may alias x. */
 unclip_status unclip__op_softmax(struct unclip_vk *vk, const struct unclip_tensor *x,
                                  struct unclip_tensor *y);
 
@@ -126,9 +129,13 @@ struct unclip_seq {
  *   q: Lq rows; keys/values: k1/v1 (L1 rows) followed by k2/v2 (L2 rows, optional: len 0 or
  *   t NULL) concatenated along the sequence;
  *   key_bias: NULL or an F32 tensor [B, L1] added to the scores of the first L1 keys
- *   (0 keeps, a large negative value masks);
+ *   (0 keeps, a large negative value masks; use finite values such as -10000: a query that
+ *   sees no finite-scored key gets an undefined result);
  *   causal: query i only sees keys j <= i (counting over the concatenated keys).
- * out: [B, Lq, n_heads * head_dim] contiguous. */
+ * head_dim <= 128. out: [B, Lq, n_heads * head_dim] contiguous, must not alias an input.
+ * Rows are read as vec4s (much faster on lavapipe) when head_dim and every key/value
+ * offset and stride are multiples of 4; any layout works. Each tensor is bound whole, so it
+ * must fit one binding (128 MiB on lavapipe). */
 struct unclip_attn_desc {
     int32_t batch, n_heads, head_dim;
     float scale;
