@@ -127,8 +127,8 @@ run_interpolation (struct unclip_model *model,
     }
 
   return fail_detail (job, UNCLIP_E_ARG,
-                      "this engine decodes only evenly spaced frames: set frames to 2 or "
-                      "more, or the position to 0 or 1");
+                      "this engine decodes a single frame only at the ends (position 0 or "
+                      "1); set frames to 2 or more for the way between them");
 #endif
 }
 

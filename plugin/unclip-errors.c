@@ -183,6 +183,11 @@ unclip_error_from_job (const UnclipJob *job)
                           detail);
 
     case UNCLIP_E_NO_DEVICE:
+      if (job->device && job->device[0])
+        return g_error_new (UNCLIP_PLUG_ERROR, UNCLIP_PLUG_ERROR_DEVICE,
+                            _("No usable device matches “%s” (%s). Choose Automatic or a "
+                              "device from the list."),
+                            job->device, detail);
       return g_error_new (UNCLIP_PLUG_ERROR, UNCLIP_PLUG_ERROR_DEVICE,
                           _("No usable Vulkan device was found (%s). Install a Vulkan "
                             "driver: Mesa's lavapipe runs on any processor."),

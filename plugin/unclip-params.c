@@ -82,24 +82,25 @@ unclip_params_add_arguments (GimpProcedure *procedure,
       break;
 
     case UNCLIP_PROC_INTERPOLATE:
-      add_layer_end (procedure, "start", _("_Start from"), _("Start _layer"),
-                     _("Start p_rompt"), "layer");
-      add_layer_end (procedure, "end", _("_End at"), _("End l_ayer"),
-                     _("End pro_mpt"), "prompt");
-      gimp_procedure_add_double_argument (procedure, "position", _("P_osition"),
+      add_layer_end (procedure, "start", _("Start _kind"), _("Start la_yer"),
+                     _("Start te_xt"), "layer");
+      add_layer_end (procedure, "end", _("End ki_nd"), _("End la_yer"),
+                     _("End te_xt"), "prompt");
+      gimp_procedure_add_double_argument (procedure, "position", _("Pos_ition"),
                                           _("Where between the ends the image lies: 0 is "
-                                            "the start, 1 the end (used when frames is 1)"),
+                                            "the start, 1 the end (with more than one "
+                                            "frame: the frame the preview shows)"),
                                           0.0, 1.0, 0.5, G_PARAM_READWRITE);
       gimp_procedure_add_int_argument (procedure, "frames", _("_Frames"),
                                        _("1: one image at the position; more: that many "
                                          "images evenly spaced from the start to the end"),
-                                       1, 32, 1, G_PARAM_READWRITE);
+                                       1, 32, 5, G_PARAM_READWRITE);
       break;
 
     case UNCLIP_PROC_TEXT_DIFF:
-      add_prompt_argument (procedure, "prompt", _("_Change towards"),
+      add_prompt_argument (procedure, "prompt", _("C_hange towards"),
                            _("A description of what the layer should become"));
-      add_prompt_argument (procedure, "source-prompt", _("_Currently shows"),
+      add_prompt_argument (procedure, "source-prompt", _("Curre_ntly shows"),
                            _("A description of what the layer shows now (may be empty)"));
       gimp_procedure_add_double_argument (procedure, "amount", _("_Amount"),
                                           _("How far to move towards the new description: "
@@ -108,17 +109,17 @@ unclip_params_add_arguments (GimpProcedure *procedure,
       break;
     }
 
-  gimp_procedure_add_int_argument (procedure, "seed", _("_Seed"),
+  gimp_procedure_add_int_argument (procedure, "seed", _("S_eed"),
                                    _("Starting point of the random numbers: the same seed "
                                      "and settings give the same image"),
                                    0, G_MAXINT, 0, G_PARAM_READWRITE);
-  gimp_procedure_add_boolean_argument (procedure, "random-seed", _("_Random seed"),
+  gimp_procedure_add_boolean_argument (procedure, "random-seed", _("Ne_w seed each run"),
                                        _("Draw a new seed for every run (the seed used is "
                                          "in the layer name)"),
                                        TRUE, G_PARAM_READWRITE);
 
   if (proc == UNCLIP_PROC_TEXT_TO_IMAGE || proc == UNCLIP_PROC_VARIATIONS)
-    gimp_procedure_add_int_argument (procedure, "num-images", _("_Number of images"),
+    gimp_procedure_add_int_argument (procedure, "num-images", _("Number of _images"),
                                      _("How many images to make in one run (each becomes "
                                        "a layer)"),
                                      1, 16, 1, G_PARAM_READWRITE);
@@ -137,7 +138,7 @@ unclip_params_add_arguments (GimpProcedure *procedure,
                                       "default", G_PARAM_READWRITE);
 
   if (proc == UNCLIP_PROC_TEXT_TO_IMAGE || proc == UNCLIP_PROC_INTERPOLATE)
-    gimp_procedure_add_int_argument (procedure, "prior-steps", _("P_rior steps"),
+    gimp_procedure_add_int_argument (procedure, "prior-steps", _("_Prior steps"),
                                      _("Denoising steps of the prior (text to image "
                                        "embedding); custom quality only"),
                                      2, 200, presets[UNCLIP_QUALITY_DEFAULT].prior_steps,
@@ -166,7 +167,7 @@ unclip_params_add_arguments (GimpProcedure *procedure,
                                       presets[UNCLIP_QUALITY_DEFAULT].decoder_guidance,
                                       G_PARAM_READWRITE);
 
-  gimp_procedure_add_string_argument (procedure, "device", _("D_evice"),
+  gimp_procedure_add_string_argument (procedure, "device", _("De_vice"),
                                       _("Name (or part of it) of the Vulkan device to use; "
                                         "empty: the fastest one found"),
                                       "", G_PARAM_READWRITE);
@@ -176,7 +177,7 @@ unclip_params_add_arguments (GimpProcedure *procedure,
                                       "$UNCLIP_MODEL"),
                                     GIMP_FILE_CHOOSER_ACTION_SELECT_FOLDER, TRUE, NULL,
                                     G_PARAM_READWRITE);
-  gimp_procedure_add_choice_argument (procedure, "placement", _("_Placement"),
+  gimp_procedure_add_choice_argument (procedure, "placement", _("Pl_acement"),
                                       _("Where the new layers go"),
                                       gimp_choice_new_with_values
                                         ("native",    UNCLIP_PLACE_NATIVE,
@@ -316,7 +317,20 @@ unclip_params_from_config (UnclipParams        *params,
 
   g_object_get (config, "model-folder", &folder, NULL);
   if (folder)
-    params->model_dir = g_file_get_path (folder);
+    {
+      params->model_dir = g_file_get_path (folder);
+      /* A GFile made from a bare path string that was taken for a URI (a hand-written
+       * settings file, say) has no path: the string itself is the path. */
+      if (! params->model_dir)
+        {
+          gchar *uri = g_file_get_uri (folder);
+
+          if (uri && g_path_is_absolute (uri))
+            params->model_dir = uri;
+          else
+            g_free (uri);
+        }
+    }
   if (params->model_dir && ! params->model_dir[0])
     g_clear_pointer (&params->model_dir, g_free);
   g_clear_object (&folder);

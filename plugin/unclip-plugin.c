@@ -12,6 +12,7 @@
 
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <libgimp/gimp.h>
@@ -750,7 +751,10 @@ dialog_preview (gpointer user_data)
       return;
     }
 
-  /* The preview decodes one frame at the slider's position, decoder only. */
+  /* The preview decodes one frame at the slider's position (the nearest frame when there
+   * are several), at the decoder's size when the engine can stop there. */
+  if (params.frames > 1)
+    params.position = round (params.position * (params.frames - 1)) / (params.frames - 1);
   params.frames = 1;
   tmp = *state;
   tmp.params = params;

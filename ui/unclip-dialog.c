@@ -7,7 +7,9 @@
  * UNCLIP_UI_SCREENSHOT_DIR=DIR (documentation and tests): once the dialog has settled
  * (devices listed, model checked, the interpolation preview made; after one run too when
  * UNCLIP_UI_SCREENSHOT_GENERATE=1), it saves a picture of itself to DIR/plugin-KIND.png
- * (KIND: text-to-image, variations, interpolate, text-diff) and closes.
+ * (KIND: text-to-image, variations, interpolate, text-diff) and closes. When the file
+ * DIR/plugin-KIND.stop exists, it presses Stop at the run's first progress report instead and
+ * saves DIR/plugin-KIND-stopped.png once the run has ended.
  */
 
 #include <string.h>
@@ -41,6 +43,9 @@ typedef struct
   GtkWidget             *preview_image;
   GtkWidget             *preview_label;
   GtkWidget             *preview_toggle;
+  GtkWidget             *end_layer_row[2];   /* interpolation: shown for a layer end  */
+  GtkWidget             *end_prompt_row[2];  /* ... and for a prompt end              */
+  GimpImage             *image;
 
   gboolean               running;
   gboolean               preview_pending;
@@ -52,6 +57,8 @@ typedef struct
 
   gchar                 *screenshot;         /* file, or NULL             */
   gboolean               screenshot_run;     /* generate first            */
+  gboolean               screenshot_stop;    /* ... and stop it at once   */
+  gboolean               stop_sent;
   gboolean               screenshot_started; /* the run was started       */
   gboolean               screenshot_done;    /* the run has finished      */
   gboolean               closed;             /* no screenshot any more    */
@@ -210,7 +217,7 @@ make_model_frame (UnclipDialog        *priv,
 
   /* Device list: the plug-in fills it in once the worker has asked Vulkan. */
   hbox = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  label = gtk_label_new_with_mnemonic (_("D_evice"));
+  label = gtk_label_new_with_mnemonic (_("De_vice"));
   gtk_label_set_xalign (GTK_LABEL (label), 0.0);
   gtk_box_pack_start (GTK_BOX (hbox), label, FALSE, FALSE, 0);
   priv->device_combo = gtk_combo_box_text_new ();
@@ -360,7 +367,7 @@ make_status_area (UnclipDialog *priv)
   priv->message = gtk_label_new (NULL);
   gtk_label_set_xalign (GTK_LABEL (priv->message), 0.0);
   gtk_label_set_line_wrap (GTK_LABEL (priv->message), TRUE);
-  gtk_label_set_max_width_chars (GTK_LABEL (priv->message), 60);
+  gtk_label_set_max_width_chars (GTK_LABEL (priv->message), 70);
   gtk_label_set_selectable (GTK_LABEL (priv->message), TRUE);
   gtk_box_pack_start (GTK_BOX (vbox), priv->message, FALSE, FALSE, 0);
 
@@ -378,31 +385,22 @@ on_end_type_notify (GObject      *config,
                     GParamSpec   *pspec,
                     UnclipDialog *priv)
 {
-  GimpProcedureDialog *dialog = GIMP_PROCEDURE_DIALOG (priv->dialog);
-  const gchar         *which[2] = { "start", "end" };
-  gint                 i;
+  const gchar *props[2] = { "start-type", "end-type" };
+  gint         i;
 
   for (i = 0; i < 2; i++)
     {
-      gchar     *prop   = g_strdup_printf ("%s-type", which[i]);
-      gchar     *layer  = g_strdup_printf ("%s-layer", which[i]);
-      gchar     *prompt = g_strdup_printf ("%s-prompt", which[i]);
-      gchar     *type   = NULL;
-      gboolean   is_layer;
-      GtkWidget *w;
+      gchar    *type = NULL;
+      gboolean  is_layer;
 
-      g_object_get (config, prop, &type, NULL);
+      g_object_get (config, props[i], &type, NULL);
       is_layer = ! g_strcmp0 (type, "layer");
-
-      if ((w = gimp_procedure_dialog_get_widget (dialog, layer, G_TYPE_NONE)))
-        gtk_widget_set_visible (w, is_layer);
-      if ((w = gimp_procedure_dialog_get_widget (dialog, prompt, GTK_TYPE_ENTRY)))
-        gtk_widget_set_visible (w, ! is_layer);
-
       g_free (type);
-      g_free (prop);
-      g_free (layer);
-      g_free (prompt);
+
+      if (priv->end_layer_row[i])
+        gtk_widget_set_visible (priv->end_layer_row[i], is_layer);
+      if (priv->end_prompt_row[i])
+        gtk_widget_set_visible (priv->end_prompt_row[i], ! is_layer);
     }
 }
 
@@ -482,27 +480,107 @@ make_preview (UnclipDialog *priv)
   return vbox;
 }
 
+/* A row "Label  [widget]" for widgets GIMP makes without a label (entries, combos). */
+static GtkWidget *
+labeled_row (const gchar *mnemonic,
+             GtkWidget   *widget)
+{
+  GtkWidget *hbox  = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  GtkWidget *label = gtk_label_new_with_mnemonic (mnemonic);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), widget);
+  gtk_box_pack_start (GTK_BOX (hbox), label, FALSE, FALSE, 0);
+  gtk_widget_set_hexpand (widget, TRUE);
+  gtk_box_pack_start (GTK_BOX (hbox), widget, TRUE, TRUE, 0);
+  gtk_widget_show_all (hbox);
+
+  return hbox;
+}
+
+static const gchar *
+nick_of (GimpProcedureConfig *config,
+         const gchar         *property)
+{
+  GParamSpec *pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (config), property);
+
+  return pspec ? g_param_spec_get_nick (pspec) : property;
+}
+
+/* Layer ends: a combo of the image's layers, kept in step with the layer property. */
+static gboolean
+layer_of_image (GimpImage *image,
+                GimpItem  *item,
+                gpointer   data)
+{
+  return data == NULL || image == data;
+}
+
 static void
-make_end (GimpProcedureDialog *dialog,
-          const gchar         *which,
+on_layer_combo_changed (GtkWidget           *combo,
+                        GimpProcedureConfig *config)
+{
+  const gchar *property = g_object_get_data (G_OBJECT (combo), "unclip-property");
+  gint         id       = -1;
+
+  if (gimp_int_combo_box_get_active (GIMP_INT_COMBO_BOX (combo), &id) && id > 0)
+    g_object_set (config, property, gimp_layer_get_by_id (id), NULL);
+}
+
+static GtkWidget *
+make_layer_combo (UnclipDialog *priv,
+                  const gchar  *property)
+{
+  GtkWidget *combo = gimp_layer_combo_box_new (layer_of_image, priv->image, NULL);
+  GimpLayer *layer = NULL;
+
+  g_object_get (priv->config, property, &layer, NULL);
+  if (layer)
+    gimp_int_combo_box_set_active (GIMP_INT_COMBO_BOX (combo),
+                                   gimp_item_get_id (GIMP_ITEM (layer)));
+  g_clear_object (&layer);
+
+  g_object_set_data_full (G_OBJECT (combo), "unclip-property", g_strdup (property), g_free);
+  g_signal_connect (combo, "changed", G_CALLBACK (on_layer_combo_changed), priv->config);
+  /* The combo may have picked a layer by itself: let the property know. */
+  on_layer_combo_changed (combo, priv->config);
+
+  return combo;
+}
+
+static void
+make_end (UnclipDialog        *priv,
+          GimpProcedureDialog *dialog,
+          gint                 i,
           const gchar         *title)
 {
-  gchar *type   = g_strdup_printf ("%s-type", which);
-  gchar *layer  = g_strdup_printf ("%s-layer", which);
-  gchar *prompt = g_strdup_printf ("%s-prompt", which);
-  gchar *box    = g_strdup_printf ("%s-box", which);
-  gchar *frame  = g_strdup_printf ("%s-frame", which);
-  gchar *label  = g_strdup_printf ("%s-title", which);
+  const gchar *which  = i == 0 ? "start" : "end";
+  gchar       *type   = g_strdup_printf ("%s-type", which);
+  gchar       *layer  = g_strdup_printf ("%s-layer", which);
+  gchar       *prompt = g_strdup_printf ("%s-prompt", which);
+  gchar       *box_id = g_strdup_printf ("%s-box", which);
+  gchar       *frame  = g_strdup_printf ("%s-frame", which);
+  gchar       *label  = g_strdup_printf ("%s-title", which);
+  GtkWidget   *box;
+  GtkWidget   *entry;
 
-  gimp_procedure_dialog_get_widget (dialog, prompt, GTK_TYPE_ENTRY);
-  gimp_procedure_dialog_fill_box (dialog, box, type, layer, prompt, NULL);
+  box = gimp_procedure_dialog_fill_box (dialog, box_id, type, NULL);
+
+  priv->end_layer_row[i] = labeled_row (_(nick_of (priv->config, layer)),
+                                        make_layer_combo (priv, layer));
+  gtk_box_pack_start (GTK_BOX (box), priv->end_layer_row[i], FALSE, FALSE, 0);
+
+  entry = gimp_procedure_dialog_get_widget (dialog, prompt, GTK_TYPE_ENTRY);
+  priv->end_prompt_row[i] = labeled_row (_(nick_of (priv->config, prompt)), entry);
+  gtk_box_pack_start (GTK_BOX (box), priv->end_prompt_row[i], FALSE, FALSE, 0);
+
   gimp_procedure_dialog_get_label (dialog, label, title, FALSE, FALSE);
-  gimp_procedure_dialog_fill_frame (dialog, frame, label, FALSE, box);
+  gimp_procedure_dialog_fill_frame (dialog, frame, label, FALSE, box_id);
 
   g_free (type);
   g_free (layer);
   g_free (prompt);
-  g_free (box);
+  g_free (box_id);
   g_free (frame);
   g_free (label);
 }
@@ -578,8 +656,8 @@ unclip_dialog_new (GimpProcedure               *procedure,
   priv->kind      = kind;
   priv->callbacks = *callbacks;
   priv->user_data = user_data;
+  priv->image     = image;
   g_object_set_data_full (G_OBJECT (dialog), "unclip-dialog", priv, priv_free);
-  (void) image;
 
   /* Buttons: [Reset] ... [Close] [Stop] [Generate]. */
   gimp_procedure_dialog_set_ok_label (dialog, kind == UNCLIP_DIALOG_INTERPOLATE
@@ -589,7 +667,7 @@ unclip_dialog_new (GimpProcedure               *procedure,
   button = gtk_dialog_get_widget_for_response (GTK_DIALOG (dialog), GTK_RESPONSE_CANCEL);
   if (button)
     gtk_button_set_label (GTK_BUTTON (button), _("_Close"));
-  priv->stop_button = gtk_dialog_add_button (GTK_DIALOG (dialog), _("_Stop"), RESPONSE_STOP);
+  priv->stop_button = gtk_dialog_add_button (GTK_DIALOG (dialog), _("S_top"), RESPONSE_STOP);
   gimp_help_set_help_data (priv->stop_button,
                            _("Stop the run; the image stays as it was"), NULL);
   gtk_widget_set_sensitive (priv->stop_button, FALSE);
@@ -632,8 +710,8 @@ unclip_dialog_new (GimpProcedure               *procedure,
       break;
 
     case UNCLIP_DIALOG_INTERPOLATE:
-      make_end (dialog, "start", _("Start"));
-      make_end (dialog, "end", _("End"));
+      make_end (priv, dialog, 0, _("Start"));
+      make_end (priv, dialog, 1, _("End"));
       gimp_procedure_dialog_get_scale_entry (dialog, "position", 1.0);
       widget = gimp_procedure_dialog_fill_box (dialog, "ends-box", "start-frame",
                                                "end-frame", "position", "frames", NULL);
@@ -642,14 +720,14 @@ unclip_dialog_new (GimpProcedure               *procedure,
       break;
 
     case UNCLIP_DIALOG_TEXT_DIFF:
+      widget = gimp_procedure_dialog_get_widget (dialog, "source-prompt", GTK_TYPE_ENTRY);
+      widget = labeled_row (_(nick_of (config, "source-prompt")), widget);
+      gtk_box_pack_start (GTK_BOX (left), widget, FALSE, FALSE, 0);
       widget = make_prompt_view (dialog, "prompt", "target-frame", "target-title",
                                  _("Change towards: what the layer should become"));
       gtk_box_pack_start (GTK_BOX (left), widget, FALSE, FALSE, 0);
       gtk_widget_show (widget);
-      gimp_procedure_dialog_get_widget (dialog, "source-prompt", GTK_TYPE_ENTRY);
-      gimp_procedure_dialog_get_scale_entry (dialog, "amount", 1.0);
-      widget = gimp_procedure_dialog_fill_box (dialog, "diff-box", "source-prompt", "amount",
-                                               NULL);
+      widget = gimp_procedure_dialog_get_scale_entry (dialog, "amount", 1.0);
       gtk_box_pack_start (GTK_BOX (left), widget, FALSE, FALSE, 0);
       gtk_widget_show (widget);
       break;
@@ -693,6 +771,7 @@ unclip_dialog_new (GimpProcedure               *procedure,
       g_signal_connect (config, "notify::end-prompt", G_CALLBACK (on_preview_input_notify),
                         priv);
       g_signal_connect (config, "notify::seed", G_CALLBACK (on_preview_input_notify), priv);
+      g_signal_connect (config, "notify::frames", G_CALLBACK (on_preview_input_notify), priv);
     }
 
   gtk_box_pack_start (GTK_BOX (left), make_status_area (priv), FALSE, FALSE, 0);
@@ -702,7 +781,9 @@ unclip_dialog_new (GimpProcedure               *procedure,
   gtk_widget_hide (priv->message);
 
   if (kind == UNCLIP_DIALOG_INTERPOLATE)
-    on_end_type_notify (G_OBJECT (config), NULL, priv);
+    {
+      on_end_type_notify (G_OBJECT (config), NULL, priv);
+    }
 
   g_signal_connect (config, "notify::model-folder", G_CALLBACK (on_model_or_device_notify),
                     priv);
@@ -721,14 +802,22 @@ unclip_dialog_new (GimpProcedure               *procedure,
     {
       static const gchar *names[] =
       {
-        [UNCLIP_DIALOG_TEXT_TO_IMAGE] = "plugin-text-to-image.png",
-        [UNCLIP_DIALOG_VARIATIONS]    = "plugin-variations.png",
-        [UNCLIP_DIALOG_INTERPOLATE]   = "plugin-interpolate.png",
-        [UNCLIP_DIALOG_TEXT_DIFF]     = "plugin-text-diff.png",
+        [UNCLIP_DIALOG_TEXT_TO_IMAGE] = "plugin-text-to-image",
+        [UNCLIP_DIALOG_VARIATIONS]    = "plugin-variations",
+        [UNCLIP_DIALOG_INTERPOLATE]   = "plugin-interpolate",
+        [UNCLIP_DIALOG_TEXT_DIFF]     = "plugin-text-diff",
       };
+      gchar *base = g_build_filename (screenshot, names[kind], NULL);
+      gchar *stop = g_strconcat (base, ".stop", NULL);
 
-      priv->screenshot     = g_build_filename (screenshot, names[kind], NULL);
-      priv->screenshot_run = ! g_strcmp0 (g_getenv ("UNCLIP_UI_SCREENSHOT_GENERATE"), "1");
+      priv->screenshot_run  = ! g_strcmp0 (g_getenv ("UNCLIP_UI_SCREENSHOT_GENERATE"), "1");
+      priv->screenshot_stop = g_file_test (stop, G_FILE_TEST_EXISTS);
+      if (priv->screenshot_stop)
+        priv->screenshot_run = TRUE;
+      priv->screenshot = g_strconcat (base, priv->screenshot_stop ? "-stopped.png" : ".png",
+                                      NULL);
+      g_free (stop);
+      g_free (base);
       priv->screenshot_give_up = g_timeout_add_seconds (SCREENSHOT_MAX_S,
                                                         screenshot_give_up, priv);
       /* The picture shows the preview too. */
@@ -868,6 +957,12 @@ unclip_dialog_set_progress (GtkWidget   *dialog,
 
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (priv->progress), fraction);
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (priv->progress), text);
+
+  if (priv->screenshot_stop && priv->running && ! priv->stop_sent)
+    {
+      priv->stop_sent = TRUE;
+      gtk_dialog_response (GTK_DIALOG (priv->dialog), RESPONSE_STOP);
+    }
 }
 
 void
@@ -910,11 +1005,14 @@ unclip_dialog_set_preview (GtkWidget    *dialog,
 
   if (! pixels || width <= 0 || height <= 0)
     {
+      /* The reason goes into the tooltip: the column is narrow, and a failed preview
+       * usually fails for the reason the model line already shows. */
       gtk_image_clear (GTK_IMAGE (priv->preview_image));
-      gtk_label_set_text (GTK_LABEL (priv->preview_label),
-                          message ? message : _("No preview"));
+      gtk_label_set_text (GTK_LABEL (priv->preview_label), _("No preview"));
+      gimp_help_set_help_data (priv->preview_label, message, NULL);
       return;
     }
+  gimp_help_set_help_data (priv->preview_label, NULL, NULL);
 
   pixbuf = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, width, height);
   for (y = 0; y < height; y++)
@@ -932,9 +1030,9 @@ unclip_dialog_set_preview (GtkWidget    *dialog,
 
   scaled = gdk_pixbuf_scale_simple (pixbuf, PREVIEW_SIZE, PREVIEW_SIZE, GDK_INTERP_NEAREST);
   gtk_image_set_from_pixbuf (GTK_IMAGE (priv->preview_image), scaled);
-  /* TRANSLATORS: under the interpolation preview; %d x %d is the decoder's size */
+  /* TRANSLATORS: under the interpolation preview; %d x %d is its size */
   {
-    gchar *text = g_strdup_printf (_("Preview: decoder output, %d × %d"), width, height);
+    gchar *text = g_strdup_printf (_("Preview, %d × %d pixels"), width, height);
 
     gtk_label_set_text (GTK_LABEL (priv->preview_label), text);
     g_free (text);

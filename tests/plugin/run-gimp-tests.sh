@@ -7,6 +7,9 @@
 #                                                  to docs/plugin-*.png
 #   tests/plugin/run-gimp-tests.sh --build-only    build and install only
 #
+# UNCLIP_TEST_ONLY=NAME runs only the test functions whose name contains NAME;
+# UNCLIP_TEST_KEEP=1 keeps the scratch folder (logs, CLI pictures, dialog pictures).
+#
 # Exit 77 (meson's "skipped") when not root or when the chroot cannot be made. The checkout is
 # bind-mounted read-only at /src in the chroot, ../shared at /shared; the build directory
 # (/var/tmp/unclip-plugin-build) and GIMP's configuration folder (/var/tmp/unclip-gimp) stay in
@@ -44,6 +47,7 @@ exec 9>"$root.plugin-test.lock"
 flock 9
 
 out=$(mktemp -d /tmp/unclip-plugin-test.XXXXXX)
+chmod 755 "$out"
 mounted=()
 cleanup() {
     local m
@@ -51,7 +55,7 @@ cleanup() {
         m=${mounted[$i]}
         umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
-    rm -rf "$out"
+    if [ -n "${UNCLIP_TEST_KEEP:-}" ]; then echo "kept: $out"; else rm -rf "$out"; fi
 }
 trap cleanup EXIT
 
@@ -68,6 +72,7 @@ bind "$out" "$root/out" rw
 
 status=0
 "$src/scripts/gimp-chroot.sh" run env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+    UNCLIP_TEST_ONLY="${UNCLIP_TEST_ONLY:-}" \
     bash /src/tests/plugin/in-chroot.sh "$mode" || status=$?
 
 if [ $shots = 1 ]; then

@@ -5,7 +5,8 @@
 #     sent to the image window with XTest), which leaves the image clean; Redo brings both back;
 #  2. the dialogs: each procedure runs interactively; with UNCLIP_UI_SCREENSHOT_DIR and
 #     UNCLIP_UI_SCREENSHOT_GENERATE=1 set, the dialog presses Generate once, waits for the
-#     run, saves a picture of itself and closes; the layers must be there afterwards.
+#     run, saves a picture of itself and closes; the layers must be there afterwards;
+#  3. Stop: the dialog presses Stop at the first progress report; nothing may change.
 #
 # Prints "ok ..." / "FAIL ..." lines, then ALL-DONE when nothing failed.
 
@@ -51,7 +52,8 @@ def call(name, run_mode, image, drawables, **args):
     config = proc.create_config()
     config.set_property("run-mode", run_mode)
     config.set_property("image", image)
-    config.set_core_object_array("drawables", list(drawables))
+    if drawables:
+        config.set_core_object_array("drawables", list(drawables))
     for key, value in args.items():
         key = key.replace("_", "-")
         if key == "model-folder":
@@ -150,22 +152,22 @@ DIALOGS = [
         ("prompt", '"a red circle on a blue background"'), ("seed", "7"),
         ("random-seed", "no"), ("num-images", "2"), ("quality", '"custom"'),
         ("prior-steps", "3"), ("decoder-steps", "3"), ("super-res-steps", "2"),
-        ("model-folder", '"%s"' % T2I)], 2),
+        ("model-folder", '"file://%s"' % T2I)], 2),
     ("plug-in-unclip-variations", "variations", [
         ("seed", "11"), ("random-seed", "no"), ("num-images", "2"), ("quality", '"custom"'),
         ("decoder-steps", "3"), ("super-res-steps", "2"),
-        ("model-folder", '"%s"' % COMBINED)], 2),
+        ("model-folder", '"file://%s"' % COMBINED)], 2),
     ("plug-in-unclip-interpolate", "interpolate", [
         ("start-type", '"layer"'), ("end-type", '"prompt"'),
-        ("end-prompt", '"a blue square"'), ("frames", "3"), ("position", "0.5"),
+        ("end-prompt", '"a blue square"'), ("frames", "3"), ("position", "0.0"),
         ("seed", "5"), ("random-seed", "no"), ("quality", '"custom"'), ("prior-steps", "3"),
         ("decoder-steps", "3"), ("super-res-steps", "2"),
-        ("model-folder", '"%s"' % COMBINED)], 3),
+        ("model-folder", '"file://%s"' % COMBINED)], 3),
     ("plug-in-unclip-text-diff", "text-diff", [
         ("prompt", '"a green star"'), ("source-prompt", '"coloured shapes"'),
         ("amount", "0.5"), ("seed", "9"), ("random-seed", "no"), ("quality", '"custom"'),
         ("decoder-steps", "3"), ("super-res-steps", "2"),
-        ("model-folder", '"%s"' % COMBINED)], 1),
+        ("model-folder", '"file://%s"' % COMBINED)], 1),
 ]
 
 
@@ -199,8 +201,33 @@ def test_dialogs():
         display.delete()
 
 
+def test_stop():
+    """Stop in the dialog: the run ends early and the image stays as it was."""
+    name, kind, settings, _ = DIALOGS[0]
+    image = load(IMG1)
+    display = Gimp.Display.new(image)
+    Gimp.displays_flush()
+    image.clean_all()
+    base = image.get_layers()[0]
+    write_last(name, settings)
+    flag = os.path.join(SHOTS, "plugin-%s.stop" % kind)
+    shot = os.path.join(SHOTS, "plugin-%s-stopped.png" % kind)
+    open(flag, "w").close()
+    try:
+        status, message = call(name, Gimp.RunMode.INTERACTIVE, image, [base])
+    finally:
+        os.unlink(flag)
+    check(status == Gimp.PDBStatusType.CANCEL,
+          "Stop: the dialog ends without a finished run (%s %s)" % (status, message))
+    check(len(image.get_layers()) == 1 and image.get_layers()[0] == base and
+          not image.is_dirty(), "Stop: the image is as it was (%d layers, dirty %s)"
+          % (len(image.get_layers()), image.is_dirty()))
+    check(os.path.exists(shot), "Stop: picture %s" % os.path.basename(shot))
+    display.delete()
+
+
 def main():
-    tests = [test_one_undo_step, test_dialogs]
+    tests = [test_one_undo_step, test_dialogs, test_stop]
     only = os.environ.get("UNCLIP_TEST_ONLY")
     for t in tests:
         if only and only not in t.__name__:

@@ -39,6 +39,11 @@ pdb = Gimp.get_pdb()
 failures = []
 
 
+def failed_with(status, values):
+    """The error message of a failed call, for the check's text."""
+    return "" if status == Gimp.PDBStatusType.SUCCESS else "%s: %s" % (status, values)
+
+
 def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
@@ -58,7 +63,8 @@ def call(name, image=None, drawables=(), **args):
     config = proc.create_config()
     config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
-    config.set_core_object_array("drawables", list(drawables))
+    if drawables:
+        config.set_core_object_array("drawables", list(drawables))
     for key, value in args.items():
         key = key.replace("_", "-")
         if key == "model-folder":
@@ -170,7 +176,7 @@ def test_text_to_image():
                           seed=7, random_seed=False, num_images=2, quality="custom",
                           model_folder=T2I, **STEPS)
     if not check(status == Gimp.PDBStatusType.SUCCESS,
-                 "text to image runs (%s %s)" % (status, values if status else "")):
+                 "text to image runs %s" % failed_with(status, values)):
         return
     result_image, layers, seed_used = values
     check(result_image == image, "text to image adds to the given image")
@@ -206,7 +212,7 @@ def test_text_to_image_new_image_and_placement():
     status, values = call("plug-in-unclip-text-to-image", None, [], prompt="a green star",
                           seed=3, random_seed=False, quality="custom", model_folder=T2I,
                           **STEPS)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "text to image without an image runs"):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "text to image without an image runs %s" % failed_with(status, values)):
         image = values[0]
         check(image is not None and image.get_width() == 128 and image.get_height() == 128
               and len(image.get_layers()) == 1,
@@ -224,33 +230,27 @@ def test_text_to_image_new_image_and_placement():
     status, values = call("plug-in-unclip-text-to-image", image, [image.get_layers()[0]],
                           prompt="a green star", seed=3, random_seed=False, quality="custom",
                           placement="image", model_folder=T2I, **STEPS)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "placement 'image' runs"):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "placement 'image' runs %s" % failed_with(status, values)):
         layer = image.get_layers()[0]
         check((layer.get_width(), layer.get_height(), offsets(layer)) == (80, 80, (8, 0)),
               "scaled to fit the image: %dx%d at %s" % (layer.get_width(),
                                                          layer.get_height(), offsets(layer)))
-    # Scaled to a selection.
+    # Scaled to a selection, with a random seed: the seed used comes back and is in the name.
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 20, 40, 30)
     status, values = call("plug-in-unclip-text-to-image", image, [image.get_layers()[0]],
-                          prompt="a green star", seed=3, random_seed=False, quality="custom",
+                          prompt="a green star", random_seed=True, quality="custom",
                           placement="selection", model_folder=T2I, **STEPS)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "placement 'selection' runs"):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "placement 'selection' with a random seed "
+             "runs %s" % failed_with(status, values)):
         layer = image.get_layers()[0]
         check((layer.get_width(), layer.get_height(), offsets(layer)) == (30, 30, (15, 20)),
               "scaled to fit the selection: %dx%d at %s" % (layer.get_width(),
                                                              layer.get_height(),
                                                              offsets(layer)))
-    image.delete()
-
-    # Random seed: the seed used comes back and is in the name.
-    image = load(IMG1)
-    status, values = call("plug-in-unclip-text-to-image", image, [image.get_layers()[0]],
-                          prompt="a green star", random_seed=True, quality="custom",
-                          model_folder=T2I, **STEPS)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "random seed runs"):
         seed = values[2]
-        check(image.get_layers()[0].get_name() == "a green star (seed %d)" % seed,
-              "random seed %d is in the name (%s)" % (seed, image.get_layers()[0].get_name()))
+        check(layer.get_name() == "a green star (seed %d)" % seed,
+              "random seed %d is in the name (%s)" % (seed, layer.get_name()))
+        check(parasite(layer).get("seed") == str(seed), "and in the parasite")
     image.delete()
 
 
@@ -260,12 +260,12 @@ def test_variations():
     status, values = call("plug-in-unclip-variations", image, [base], seed=11,
                           random_seed=False, num_images=2, quality="custom", model_folder=VARIATIONS,
                           decoder_steps=3, super_res_steps=2, decoder_guidance=8.0)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "variations run (%s %s)"
-             % (status, values if status else "")):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "variations run %s"
+             % failed_with(status, values)):
         stack = image.get_layers()
+        src = base.get_name()
         check([l.get_name() for l in stack[:2]] ==
-              ["Variation of img1_shapes_96x80.png (seed 11, 1/2)",
-               "Variation of img1_shapes_96x80.png (seed 11, 2/2)"],
+              ["Variation of %s (seed 11, 1/2)" % src, "Variation of %s (seed 11, 2/2)" % src],
               "variation names: %s" % [l.get_name() for l in stack[:2]])
         ref = os.path.join(OUT, "var.png")
         cli("variations", "--model", VARIATIONS, "--seed", 11, "-n", 2, "--decoder-steps", 3,
@@ -278,9 +278,9 @@ def test_variations():
     status, values = call("plug-in-unclip-variations", image, [base], seed=12,
                           random_seed=False, num_images=1, quality="custom", model_folder=VARIATIONS,
                           decoder_steps=3, super_res_steps=2, decoder_guidance=8.0)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "variations of a selection run"):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "variations of a selection run %s" % failed_with(status, values)):
         crop = image.duplicate()
-        crop.select_none()
+        Gimp.Selection.none(crop)
         crop.crop(50, 40, 20, 10)
         crop_png = os.path.join(OUT, "crop.png")
         Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, crop, Gio.File.new_for_path(crop_png),
@@ -304,8 +304,8 @@ def test_interpolate():
                           start_type="prompt", start_prompt="a red circle",
                           end_type="prompt", end_prompt="a blue square", frames=3, seed=5,
                           random_seed=False, quality="custom", model_folder=T2I, **STEPS)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "interpolation between prompts runs (%s)"
-             % (values if status else "")):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "interpolation between prompts runs %s"
+             % failed_with(status, values)):
         stack = image.get_layers()
         check(len(new_layers(image, before)) == 3, "three frames")
         check([l.get_name() for l in stack[:3]] ==
@@ -328,8 +328,8 @@ def test_interpolate():
                           start_layer=base, end_type="prompt", end_prompt="a blue square",
                           frames=2, seed=6, random_seed=False, quality="custom",
                           model_folder=COMBINED, **STEPS)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "interpolation layer -> prompt runs (%s)"
-             % (values if status else "")):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "interpolation layer -> prompt runs %s"
+             % failed_with(status, values)):
         stack = image.get_layers()
         ref = os.path.join(OUT, "interp-lp-%d.png")
         cli("interpolate", "--model", COMBINED, "--from", IMG1, "--to", "text:a blue square",
@@ -346,10 +346,10 @@ def test_text_diff():
                           source_prompt="shapes", amount=0.5, seed=9, random_seed=False,
                           quality="custom", model_folder=VARIATIONS, decoder_steps=3,
                           super_res_steps=2, decoder_guidance=8.0)
-    if check(status == Gimp.PDBStatusType.SUCCESS, "text diff runs (%s)"
-             % (values if status else "")):
+    if check(status == Gimp.PDBStatusType.SUCCESS, "text diff runs %s"
+             % failed_with(status, values)):
         layer = image.get_layers()[0]
-        check(layer.get_name() == "img1_shapes_96x80.png → “a green star” ×0.50 (seed 9)",
+        check(layer.get_name() == "%s → “a green star” ×0.50 (seed 9)" % base.get_name(),
               "text diff name: %s" % layer.get_name())
         ref = os.path.join(OUT, "diff.png")
         cli("text-diff", "--model", VARIATIONS, "--from", "shapes", "--to", "a green star",
@@ -376,6 +376,9 @@ def test_errors():
          ["image_encoder/", "feature_extractor/"], "a model without an image encoder"),
         ("plug-in-unclip-text-to-image", dict(prompt="", model_folder=T2I),
          ["prompt"], "an empty prompt"),
+        ("plug-in-unclip-text-to-image", dict(prompt="a red circle", model_folder=T2I,
+                                              device="no-such-gpu"),
+         ["no-such-gpu"], "a device that does not exist"),
     ]
     for name, args, words, what in cases:
         image = load(IMG1)
