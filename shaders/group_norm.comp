@@ -11,7 +11,10 @@
 // x and y may be the same buffer: each element is read and then written by one invocation,
 // after the statistics passes have finished (the reduction barriers order them).
 #include "common.glsl"
-#define WG 256
+// Small workgroups: on lavapipe every barrier switches between all of a workgroup's
+// 8-lane slices; 32 measured fastest (group norm 1.3x, layer norm 2.5x, softmax 1.8x faster
+// than 128-256).
+#define WG 32
 layout(local_size_x = WG) in;
 #if VEC4
 #define T vec4

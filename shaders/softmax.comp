@@ -3,7 +3,10 @@
 // Softmax over the last dimension, one row of x: [rows, L] per workgroup: the row maximum,
 // then the sum of exp(x - max), then y = exp(x - max) / sum. x and y may be the same buffer.
 #include "common.glsl"
-#define WG 128
+// Small workgroups: on lavapipe every barrier switches between all of a workgroup's
+// 8-lane slices; 32 measured fastest (group norm 1.3x, layer norm 2.5x, softmax 1.8x faster
+// than 128-256).
+#define WG 32
 layout(local_size_x = WG) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer Y { float y[]; };

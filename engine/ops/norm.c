@@ -154,10 +154,17 @@ unclip__op_layer_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
     uint64_t row_bytes = (uint64_t)c * 4;
     if ((st = plan_chunks(vk, "layer_norm", rows, row_bytes, &per)))
         return st;
+    /* vec4 variants when C is a multiple of 4 (rows then start 16-byte aligned). */
+    bool vec4 = c % 4 == 0;
+    static const int variants[2][2] = {
+        {UNCLIP_SHADER_layer_norm_f32, UNCLIP_SHADER_layer_norm_f16},
+        {UNCLIP_SHADER_layer_norm_v4_f32, UNCLIP_SHADER_layer_norm_v4_f16},
+    };
     struct {
-        uint32_t rows, c, flags;
+        uint32_t rows, c, flags, count;
         float eps;
-    } pc = {0, (uint32_t)c, (gamma ? 1u : 0u) | (beta ? 2u : 0u), eps};
+    } pc = {0, (uint32_t)(vec4 ? c / 4 : c), (gamma ? 1u : 0u) | (beta ? 2u : 0u), (uint32_t)c,
+            eps};
     for (int64_t r0 = 0; r0 < rows && st == UNCLIP_OK; r0 += per) {
         int64_t cnt = rows - r0 < per ? rows - r0 : per;
         pc.rows = (uint32_t)cnt;
@@ -166,8 +173,7 @@ unclip__op_layer_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
                                       bind_window(y, r0, cnt, row_bytes)};
         uint32_t gx, gy;
         unclip__grid_1d((uint64_t)cnt, 1, &gx, &gy);
-        st = unclip__vk_dispatch(vk, f16 ? UNCLIP_SHADER_layer_norm_f16 : UNCLIP_SHADER_layer_norm_f32,
-                                 b, 4, &pc, sizeof pc, gx, gy, 1,
+        st = unclip__vk_dispatch(vk, variants[vec4][f16], b, 4, &pc, sizeof pc, gx, gy, 1,
                                  (uint64_t)(cnt * c) * 3);
     }
     return st;

@@ -175,6 +175,7 @@ const struct op_case ot_cases_norm[] = {
     {"layer_norm", run_layer_norm, {77, 1280}},
     {"layer_norm", run_layer_norm, {7, 23}},
     {"layer_norm", run_layer_norm, {3, 2048}},
+    {"layer_norm", run_layer_norm, {5, 12}},
     {"softmax", run_softmax, {81, 1105, 4}},
     {"softmax", run_softmax, {5, 7, 1}},
     {"softmax", run_softmax, {2, 4099, 10}},
