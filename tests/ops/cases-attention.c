@@ -127,6 +127,47 @@ static void run_two_causal(struct ot_ctx *c, const int64_t *d)
     run_attn(c, d, A_TWO | A_CAUSAL, 1.0f);
 }
 
+/* Bad descriptors come back as statuses with a message, never a crash or a stray dispatch. */
+static void
+run_attn_errors(struct ot_ctx *c, const int64_t *d)
+{
+    (void)d;
+    int64_t ts[3] = {1, 5, 3 * 8}, os[3] = {1, 5, 8};
+    float *ht;
+    struct unclip_tensor *t = ot_input(c, UNCLIP_DT_F32, 3, ts, 1.0f, &ht);
+    struct unclip_tensor *out = ot_output(c, 3, os);
+    struct unclip_attn_desc a = {
+        .batch = 1, .n_heads = 1, .head_dim = 8, .scale = 0.35f,
+        .q = {t, 0, 24, 120, 5}, .k1 = {t, 8, 24, 120, 5}, .v1 = {t, 16, 24, 120, 5},
+    };
+    struct unclip_attn_desc bad = a;
+    bad.v1.len = 6; /* reaches past the tensor */
+    unclip_status st = unclip__op_attention(c->vk, &bad, out);
+    TU_CHECK(st == UNCLIP_E_INTERNAL && strstr(unclip__vk_err(c->vk)->msg, "v1"),
+             "v1 past the end: %d %s", (int)st, unclip__vk_err(c->vk)->msg);
+    bad = a;
+    bad.head_dim = 129;
+    bad.q.row_stride = bad.k1.row_stride = bad.v1.row_stride = 0;
+    st = unclip__op_attention(c->vk, &bad, out);
+    TU_CHECK(st == UNCLIP_E_INTERNAL, "head_dim 129: %d", (int)st);
+    bad = a;
+    bad.v1.len = 4; /* keys and values of different lengths */
+    st = unclip__op_attention(c->vk, &bad, out);
+    TU_CHECK(st == UNCLIP_E_INTERNAL, "k1/v1 lengths 5/4: %d", (int)st);
+    st = unclip__op_attention(c->vk, &a, t); /* out aliases the inputs (and has the wrong size) */
+    TU_CHECK(st == UNCLIP_E_INTERNAL, "out aliasing q: %d", (int)st);
+    /* the good descriptor still works after the failures */
+    struct unclip_ref_attn r = {.batch = 1, .n_heads = 1, .head_dim = 8, .scale = a.scale,
+                                .q = {NULL, 0, 24, 120, 5}};
+    r.q.data = ht;
+    r.k1 = (struct unclip_ref_seq){ht, 8, 24, 120, 5};
+    r.v1 = (struct unclip_ref_seq){ht, 16, 24, 120, 5};
+    float *ref = ot_scratch(c, 40);
+    unclip_ref_attention(&r, ref);
+    if (ot_ok(c, unclip__op_attention(c->vk, &a, out)))
+        ot_compare(c, "after errors", out, ref, TOL_ACC);
+}
+
 const struct op_case ot_cases_attention[] = {
     {"attention", run_plain, {2, 4, 8, 7, 7}},
     {"attention", run_plain, {1, 3, 12, 1, 1}},
@@ -134,6 +175,8 @@ const struct op_case ot_cases_attention[] = {
     {"attention_offset", run_offset, {2, 3, 12, 19, 5}},
     {"attention_causal", run_causal, {2, 4, 8, 77, 77}},
     {"attention_causal", run_causal, {1, 2, 64, 77, 77}},
+    {"attention_causal", run_causal, {1, 2, 16, 600, 600}}, /* several query blocks */
+    {"attention_prior", run_prior, {1, 2, 64, 300, 300}},
     {"attention_packed", run_packed, {2, 4, 8, 77, 77}},
     {"attention_packed", run_packed_causal, {1, 3, 16, 81, 81}},
     {"attention_prior", run_prior, {2, 4, 8, 81, 81}},
@@ -150,5 +193,6 @@ const struct op_case ot_cases_attention[] = {
     {"attention_odd", run_causal, {1, 2, 37, 70, 70}},
     {"attention", run_plain, {1, 2, 100, 31, 29}},
     {"attention", run_plain, {1, 1, 40, 1105, 1105}},
+    {"attention_errors", run_attn_errors, {0}},
     {NULL, NULL, {0}},
 };
