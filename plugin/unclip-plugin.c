@@ -583,8 +583,11 @@ on_model_checked (UnclipJob *job,
         {
           gchar *can  = unclip_features_describe (job->features);
           /* TRANSLATORS: model folder status: folder, what it can do, image size, device */
-          gchar *text = g_strdup_printf (_("Model ready: %s\nCan do %s; makes %d × %d pixels; "
-                                           "runs on %s."),
+          gchar *text = g_strdup_printf (job->model_searched
+                                         ? _("Default model ready (no folder chosen): %s\n"
+                                             "Can do %s; makes %d × %d pixels; runs on %s.")
+                                         : _("Model ready: %s\nCan do %s; makes %d × %d "
+                                             "pixels; runs on %s."),
                                          job->model_dir, can, job->image_size,
                                          job->image_size,
                                          job->device_used ? job->device_used : "?");
@@ -682,11 +685,12 @@ dialog_generate (gpointer user_data)
       return;
     }
 
+  /* Submitted first, so that a Stop from here on reaches the job. */
+  unclip_session_submit (state->session, job, on_progress, on_run_done, state);
+
   unclip_dialog_set_running (state->dialog, TRUE);
   unclip_dialog_set_progress (state->dialog, _("Starting…"), 0.0);
   progress_begin (state);
-
-  unclip_session_submit (state->session, job, on_progress, on_run_done, state);
 }
 
 static void

@@ -251,7 +251,8 @@ ensure_model (UnclipSession *session,
           return FALSE;
         }
       g_free (job->model_dir);
-      job->model_dir = g_strdup (found);
+      job->model_dir      = g_strdup (found);
+      job->model_searched = TRUE;
     }
 
   if (session->model && ! g_strcmp0 (session->model_dir, job->model_dir))

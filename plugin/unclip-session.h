@@ -60,6 +60,7 @@ struct _UnclipJob
                                                found by unclip_model_find (the worker puts
                                                the folder it found here)                  */
   gchar                    *gimp_dir;       /* GIMP's user folder, for that search         */
+  gboolean                  model_searched; /* output: model_dir was found by the search    */
   gchar                    *device;         /* "" or NULL: the engine's choice            */
   guint32                   needs;          /* UNCLIP_FEATURE_* bits the job requires      */
   struct unclip_run_params  run;            /* callbacks are filled in by the session      */

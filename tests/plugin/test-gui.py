@@ -171,6 +171,19 @@ DIALOGS = [
 ]
 
 
+# The shipped default model, when it has been made: the text to image and interpolation
+# dialogs then show it (pictures in docs/ look like something); else the goldens' tiny model.
+SHAPES = "/src/data/models/shapes-v1"
+if os.path.exists(os.path.join(SHAPES, "model_index.json")):
+    DIALOGS[0] = (DIALOGS[0][0], DIALOGS[0][1], [
+        ("prompt", '"a red circle in the centre"'), ("seed", "7"), ("random-seed", "no"),
+        ("num-images", "2"), ("quality", '"fast"')], 2)
+    DIALOGS[2] = (DIALOGS[2][0], DIALOGS[2][1], [
+        ("start-type", '"prompt"'), ("start-prompt", '"a red circle"'),
+        ("end-type", '"prompt"'), ("end-prompt", '"a blue square"'), ("frames", "3"),
+        ("position", "0.0"), ("seed", "5"), ("random-seed", "no"), ("quality", '"fast"')], 3)
+
+
 def write_last(name, settings):
     folder = os.path.join(Gimp.directory(), "plug-in-settings")
     os.makedirs(folder, exist_ok=True)

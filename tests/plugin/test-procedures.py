@@ -275,6 +275,7 @@ def test_variations():
 
     # Of a selection: the CLI gets the same crop as a PNG.
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 10, 50, 40)
+    before = {l.get_id() for l in image.get_layers()}
     status, values = call("plug-in-unclip-variations", image, [base], seed=12,
                           random_seed=False, num_images=1, quality="custom", model_folder=VARIATIONS,
                           decoder_steps=3, super_res_steps=2, decoder_guidance=8.0)
@@ -289,7 +290,11 @@ def test_variations():
         ref = os.path.join(OUT, "var-sel.png")
         cli("variations", "--model", VARIATIONS, "--seed", 12, "--decoder-steps", 3, "--sr-steps", 2,
             "--decoder-guidance", 8.0, "-q", "-o", ref, crop_png)
-        layer = image.get_layers()[0]
+        # New layers go right above the source, under the earlier variations.
+        added = new_layers(image, before)
+        check(len(added) == 1 and image.get_layers()[2] == added[0] and
+              image.get_layers()[3] == base, "the variation sits right above the source")
+        layer = added[0]
         same_pixels(layer, ref, "variation of the selection")
         check(offsets(layer) == (20 + (50 - 128) // 2, 10 + (40 - 128) // 2),
               "centred on the selection (%s)" % (offsets(layer),))
