@@ -138,6 +138,19 @@ add_one (GimpImage           *image,
   if (! layer)
     goto fail;
 
+  /* Attached before the layer joins the image: then it is no undo step of its own (it comes
+   * and goes with the layer), and GIMP 3.0's redo of an undoable item parasite would end an
+   * undo group that is not open. */
+  parasite = gimp_parasite_new (UNCLIP_PARASITE, GIMP_PARASITE_PERSISTENT,
+                                (guint32) strlen (result->parasite) + 1, result->parasite);
+  if (! gimp_item_attach_parasite (GIMP_ITEM (layer), parasite))
+    {
+      gimp_parasite_free (parasite);
+      gimp_item_delete (GIMP_ITEM (layer));
+      goto fail;
+    }
+  gimp_parasite_free (parasite);
+
   if (! gimp_image_insert_layer (image, layer, GIMP_LAYER (parent), position))
     {
       gimp_item_delete (GIMP_ITEM (layer));
@@ -167,16 +180,6 @@ add_one (GimpImage           *image,
                                 target->x + (target->width - w) / 2,
                                 target->y + (target->height - h) / 2))
     goto fail;
-
-  parasite = gimp_parasite_new (UNCLIP_PARASITE,
-                                GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
-                                (guint32) strlen (result->parasite) + 1, result->parasite);
-  if (! gimp_item_attach_parasite (GIMP_ITEM (layer), parasite))
-    {
-      gimp_parasite_free (parasite);
-      goto fail;
-    }
-  gimp_parasite_free (parasite);
 
   return TRUE;
 

@@ -8,8 +8,9 @@
  * (devices listed, model checked, the interpolation preview made; after one run too when
  * UNCLIP_UI_SCREENSHOT_GENERATE=1), it saves a picture of itself to DIR/plugin-KIND.png
  * (KIND: text-to-image, variations, interpolate, text-diff) and closes. When the file
- * DIR/plugin-KIND.stop exists, it presses Stop at the run's first progress report instead and
- * saves DIR/plugin-KIND-stopped.png once the run has ended.
+ * DIR/plugin-KIND.stop exists, it saves DIR/plugin-KIND-running.png at the run's first
+ * progress report, presses Stop, and saves DIR/plugin-KIND-stopped.png once the run has
+ * ended.
  */
 
 #include <string.h>
@@ -93,29 +94,54 @@ priv_free (gpointer data)
 
 /*  Screenshots (documentation, tests)  */
 
+static void
+save_picture (UnclipDialog *priv,
+              const gchar  *file)
+{
+  GdkWindow *window = gtk_widget_get_window (priv->dialog);
+  GError    *error  = NULL;
+  GdkPixbuf *pixbuf;
+
+  if (! window)
+    return;
+
+  pixbuf = gdk_pixbuf_get_from_window (window, 0, 0,
+                                       gdk_window_get_width (window),
+                                       gdk_window_get_height (window));
+  if (! pixbuf || ! gdk_pixbuf_save (pixbuf, file, "png", &error, NULL))
+    g_printerr ("unclip: screenshot %s failed: %s\n", file,
+                error ? error->message : "no pixels");
+  g_clear_error (&error);
+  g_clear_object (&pixbuf);
+}
+
 static gboolean
 take_screenshot (gpointer data)
 {
-  UnclipDialog *priv   = data;
-  GdkWindow    *window = gtk_widget_get_window (priv->dialog);
-  GError       *error  = NULL;
-  GdkPixbuf    *pixbuf;
+  UnclipDialog *priv = data;
 
   priv->screenshot_timeout = 0;
-
-  if (window)
-    {
-      pixbuf = gdk_pixbuf_get_from_window (window, 0, 0,
-                                           gdk_window_get_width (window),
-                                           gdk_window_get_height (window));
-      if (! pixbuf || ! gdk_pixbuf_save (pixbuf, priv->screenshot, "png", &error, NULL))
-        g_printerr ("unclip: screenshot %s failed: %s\n", priv->screenshot,
-                    error ? error->message : "no pixels");
-      g_clear_error (&error);
-      g_clear_object (&pixbuf);
-    }
-
+  save_picture (priv, priv->screenshot);
   gtk_dialog_response (GTK_DIALOG (priv->dialog), GTK_RESPONSE_CANCEL);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* Stop mode: a picture of the run in progress, then Stop. */
+static gboolean
+shoot_running_then_stop (gpointer data)
+{
+  UnclipDialog *priv = data;
+  gchar        *file;
+
+  priv->screenshot_timeout = 0;
+  file = g_strdup (priv->screenshot);
+  strcpy (file + strlen (file) - strlen ("-stopped.png"), "-running.png");
+  save_picture (priv, file);
+  g_free (file);
+
+  if (priv->running)
+    gtk_dialog_response (GTK_DIALOG (priv->dialog), RESPONSE_STOP);
 
   return G_SOURCE_REMOVE;
 }
@@ -958,10 +984,13 @@ unclip_dialog_set_progress (GtkWidget   *dialog,
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (priv->progress), fraction);
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (priv->progress), text);
 
-  if (priv->screenshot_stop && priv->running && ! priv->stop_sent)
+  /* Stop mode: once a step has been reported, photograph the running dialog (after its
+   * redraw), then press Stop. */
+  if (priv->screenshot_stop && priv->running && ! priv->stop_sent && fraction > 0.0)
     {
       priv->stop_sent = TRUE;
-      gtk_dialog_response (GTK_DIALOG (priv->dialog), RESPONSE_STOP);
+      priv->screenshot_timeout = g_timeout_add (SCREENSHOT_WAIT_MS, shoot_running_then_stop,
+                                                priv);
     }
 }
 

@@ -80,6 +80,11 @@ gimp_batch() {  # gimp_batch SCRIPT EXE [ARGS...]
 report() {  # report SCRIPT EXIT-CODE: the checks, and the log's tail when something failed
     local log=/out/$(basename "$1").log
     grep -E '^(ok|FAIL|INFO|#)' "$log" || true
+    # GIMP's own assertions count as failures (the plug-in made GIMP's core unhappy).
+    if grep -q 'Gimp-Core-CRITICAL' "$log"; then
+        echo "FAIL GIMP's core reported:"; grep 'Gimp-Core-CRITICAL' "$log"
+        set -- "$1" 1
+    fi
     if [ "$2" != 0 ] || ! grep -q '^ALL-DONE' "$log"; then
         echo "---- $(basename "$1"): GIMP's log (exit $2) ----"
         grep -v -E '^(ok|INFO) ' "$log" | tail -60

@@ -6,7 +6,8 @@
 #  2. the dialogs: each procedure runs interactively; with UNCLIP_UI_SCREENSHOT_DIR and
 #     UNCLIP_UI_SCREENSHOT_GENERATE=1 set, the dialog presses Generate once, waits for the
 #     run, saves a picture of itself and closes; the layers must be there afterwards;
-#  3. Stop: the dialog presses Stop at the first progress report; nothing may change.
+#  3. Stop: the dialog photographs itself running and presses Stop at the first progress
+#     report; nothing may change.
 #
 # Prints "ok ..." / "FAIL ..." lines, then ALL-DONE when nothing failed.
 
@@ -143,6 +144,8 @@ def test_one_undo_step():
     x.key(window, [XK_Control_L, XK_y])
     check(wait_for(lambda: len(image.get_layers()) == 3),
           "one Redo brings both back (%d layers)" % len(image.get_layers()))
+    check(all(l.get_parasite("gimp-unclip-parameters") is not None
+              for l in image.get_layers()[:2]), "with their parameter parasites")
     display.delete()
 
 
@@ -236,6 +239,8 @@ def test_stop():
           not image.is_dirty(), "Stop: the image is as it was (%d layers, dirty %s)"
           % (len(image.get_layers()), image.is_dirty()))
     check(os.path.exists(shot), "Stop: picture %s" % os.path.basename(shot))
+    running = shot.replace("-stopped.png", "-running.png")
+    check(os.path.exists(running), "Stop: picture %s" % os.path.basename(running))
     display.delete()
 
 

@@ -281,6 +281,8 @@ def test_variations():
                           decoder_steps=3, super_res_steps=2, decoder_guidance=8.0)
     if check(status == Gimp.PDBStatusType.SUCCESS, "variations of a selection run %s" % failed_with(status, values)):
         crop = image.duplicate()
+        for layer in crop.get_layers()[:-1]:   # only the source: the export flattens
+            crop.remove_layer(layer)
         Gimp.Selection.none(crop)
         crop.crop(50, 40, 20, 10)
         crop_png = os.path.join(OUT, "crop.png")
