@@ -108,27 +108,33 @@ run_interpolation (struct unclip_model *model,
       return UNCLIP_OK;
     }
 
-  /* One frame: an end point is that end's own picture (the engine's contract), so decode the
-   * pair and keep the one asked for. */
-  if (job->positions[0] == 0.0 || job->positions[0] == 1.0)
-    {
-      gint keep = job->positions[0] == 0.0 ? 0 : 1;
+  /* One frame at w: decode the smallest evenly spaced set k / (m - 1) that holds w and keep
+   * frame k (the frames of a set share the noise, so it is the picture a set of m frames
+   * shows there). unclip_params_positions keeps w on eighths. */
+  {
+    gdouble w = job->positions[0];
+    gint    m, keep = -1;
 
-      status = unclip_run_interpolation (model, &from, &to, 2, &run, &result);
-      if (status != UNCLIP_OK)
-        return status;
+    for (m = 2; m <= 9 && keep < 0; m++)
+      if (fabs (w * (m - 1) - round (w * (m - 1))) < 1e-9)
+        keep = (gint) round (w * (m - 1));
+    m--;
+    if (keep < 0)
+      return fail_detail (job, UNCLIP_E_ARG,
+                          "this engine decodes a single frame only at positions k/8");
 
-      unclip_image_clear (&result.images[1 - keep]);
-      if (keep == 1)
-        result.images[0] = result.images[1];
-      result.n_images = 1;
-      take_result (job, &result);
-      return UNCLIP_OK;
-    }
+    status = unclip_run_interpolation (model, &from, &to, m, &run, &result);
+    if (status != UNCLIP_OK)
+      return status;
 
-  return fail_detail (job, UNCLIP_E_ARG,
-                      "this engine decodes a single frame only at the ends (position 0 or "
-                      "1); set frames to 2 or more for the way between them");
+    for (i = 0; i < result.n_images; i++)
+      if (i != keep)
+        unclip_image_clear (&result.images[i]);
+    result.images[0] = result.images[keep];
+    result.n_images  = 1;
+    take_result (job, &result);
+    return UNCLIP_OK;
+  }
 #endif
 }
 

@@ -5,6 +5,7 @@
 
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <glib/gi18n-lib.h>
@@ -88,8 +89,9 @@ unclip_params_add_arguments (GimpProcedure *procedure,
                      _("End te_xt"), "prompt");
       gimp_procedure_add_double_argument (procedure, "position", _("Pos_ition"),
                                           _("Where between the ends the image lies: 0 is "
-                                            "the start, 1 the end (with more than one "
-                                            "frame: the frame the preview shows)"),
+                                            "the start, 1 the end, in steps of 1/8 (with "
+                                            "more than one frame: the frame the preview "
+                                            "shows)"),
                                           0.0, 1.0, 0.5, G_PARAM_READWRITE);
       gimp_procedure_add_int_argument (procedure, "frames", _("_Frames"),
                                        _("1: one image at the position; more: that many "
@@ -409,7 +411,14 @@ unclip_params_positions (const UnclipParams *params,
   gint     i;
 
   if (n == 1)
-    positions[0] = CLAMP (params->position, 0.0, 1.0);
+    {
+      positions[0] = CLAMP (params->position, 0.0, 1.0);
+#ifndef HAVE_UNCLIP_RUN_INTERPOLATION_AT
+      /* This engine decodes evenly spaced frames only: one frame is taken from the smallest
+       * such set that holds it (unclip-engine.c), so the position goes to eighths. */
+      positions[0] = round (positions[0] * 8.0) / 8.0;
+#endif
+    }
   else
     for (i = 0; i < n; i++)
       positions[i] = (gdouble) i / (gdouble) (n - 1);

@@ -162,7 +162,7 @@ DIALOGS = [
         ("model-folder", '"file://%s"' % COMBINED)], 2),
     ("plug-in-unclip-interpolate", "interpolate", [
         ("start-type", '"layer"'), ("end-type", '"prompt"'),
-        ("end-prompt", '"a blue square"'), ("frames", "3"), ("position", "0.0"),
+        ("end-prompt", '"a blue square"'), ("frames", "3"), ("position", "0.5"),
         ("seed", "5"), ("random-seed", "no"), ("quality", '"custom"'), ("prior-steps", "3"),
         ("decoder-steps", "3"), ("super-res-steps", "2"),
         ("model-folder", '"file://%s"' % COMBINED)], 3),
@@ -184,7 +184,7 @@ if os.path.exists(os.path.join(SHAPES, "model_index.json")):
     DIALOGS[2] = (DIALOGS[2][0], DIALOGS[2][1], [
         ("start-type", '"prompt"'), ("start-prompt", '"a red circle"'),
         ("end-type", '"prompt"'), ("end-prompt", '"a blue square"'), ("frames", "3"),
-        ("position", "0.0"), ("seed", "5"), ("random-seed", "no"), ("quality", '"fast"')], 3)
+        ("position", "0.5"), ("seed", "5"), ("random-seed", "no"), ("quality", '"fast"')], 3)
 
 
 def write_last(name, settings):

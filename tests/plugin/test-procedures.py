@@ -326,6 +326,22 @@ def test_interpolate():
         p = parasite(stack[1])
         check(p.get("position") == "0.5" and p.get("frames") == "3" and
               p.get("start-prompt") == "a red circle", "frame parasite: %s" % p)
+
+    # One frame at the slider's position: the middle frame of the same way.
+    before = {l.get_id() for l in image.get_layers()}
+    status, values = call("plug-in-unclip-interpolate", image, [image.get_layers()[0]],
+                          start_type="prompt", start_prompt="a red circle",
+                          end_type="prompt", end_prompt="a blue square", frames=1,
+                          position=0.5, seed=5, random_seed=False, quality="custom",
+                          model_folder=T2I, **STEPS)
+    if check(status == Gimp.PDBStatusType.SUCCESS, "one frame at position 0.5 runs %s"
+             % failed_with(status, values)):
+        added = new_layers(image, before)
+        # GIMP appends " #1": the three-frame run made a layer of that name already.
+        check(len(added) == 1 and added[0].get_name().startswith(
+              "a red circle → a blue square at 0.50 (seed 5)"),
+              "one frame named %s" % [l.get_name() for l in added])
+        same_pixels(added[0], os.path.join(OUT, "interp-1.png"), "frame at position 0.5")
     image.delete()
 
     # A layer and a prompt (a model with both the image encoder and the prior).
