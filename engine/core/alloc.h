@@ -38,4 +38,16 @@ uint64_t unclip__fault_count(enum unclip_fault_site site);
 /* Called at each event; true when this one must fail. */
 bool     unclip__fault_hit(enum unclip_fault_site site);
 
+/* Test hook: fn(site, index, user) is called at every event (index as counted by
+ * unclip__fault_count) from inside unclip__fault_hit, e.g. to record each event's call stack
+ * and pick one k per distinct stack. NULL stops it. */
+typedef void (*unclip_fault_observer)(enum unclip_fault_site site, uint64_t index, void *user);
+void     unclip__fault_observe(unclip_fault_observer fn, void *user);
+
+/* Host blocks allocated through the functions above and not freed yet (process-wide). A
+ * cheap leak check for tests in every build: compare before and after an operation that
+ * must not keep memory. Memory freed with plain free() instead of unclip__free() makes it
+ * drift. */
+int64_t  unclip__alloc_live(void);
+
 #endif

@@ -17,11 +17,16 @@
 
 struct block;
 
+struct span;
+
 struct unclip_vk_buf {
     struct unclip_vk *vk;
     struct block *block;
     uint64_t offset;
     uint64_t size;
+    struct span *spare; /* free-list node for block_give, allocated with the buffer so that
+                           freeing never needs memory (a failed node would lose the range
+                           for the life of its block, forever in the context's first one) */
 };
 
 /* A free range inside a block; the list is sorted by offset. */
@@ -83,6 +88,12 @@ struct unclip_vk {
     bool has_memory_budget;   /* VK_EXT_memory_budget enabled              */
     uint64_t budget_override; /* UNCLIP_DEVICE_BUDGET in bytes; 0: none    */
     uint64_t buf_bytes;       /* live buffers (blocks may hold free space) */
+
+    /* A finish() run by unclip__vk_buf_free() cannot return its failure: the pending work it
+     * submitted is lost (or the cancel callback said stop), so the next dispatch, finish,
+     * upload or download reports it instead of computing on missing results. */
+    unclip_status deferred;
+    char deferred_msg[UNCLIP_ERR_MAX];
 };
 
 static const char *
@@ -661,6 +672,20 @@ unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
 static void block_destroy(struct unclip_vk *vk, struct block *b);
 static unclip_status validation_check(struct unclip_vk *vk);
 
+/* Reports (once) the failure of work submitted while a buffer was freed. */
+static unclip_status
+take_deferred(struct unclip_vk *vk)
+{
+    unclip_status st = vk->deferred;
+    if (st == UNCLIP_OK)
+        return UNCLIP_OK;
+    vk->deferred = UNCLIP_OK;
+    if (st == UNCLIP_E_CANCELLED || st == UNCLIP_E_DEVICE_LOST)
+        return unclip__fail(&vk->err, st, "%s", vk->deferred_msg);
+    return unclip__fail(&vk->err, st, "%s (work submitted when a buffer was freed; its results "
+                        "are lost)", vk->deferred_msg);
+}
+
 void
 unclip__vk_free(struct unclip_vk *vk)
 {
@@ -671,6 +696,8 @@ unclip__vk_free(struct unclip_vk *vk)
         for (int i = 0; i < UNCLIP_SHADER_COUNT; i++)
             if (vk->pipelines[i])
                 vkDestroyPipeline(vk->device, vk->pipelines[i], NULL);
+        if (vk->dummy)
+            unclip__free(vk->dummy->spare);
         unclip__free(vk->dummy);
         while (vk->blocks) {
             struct block *b = vk->blocks;
@@ -715,6 +742,7 @@ unclip__vk_info(const struct unclip_vk *vk)
 void
 unclip__vk_set_cancel(struct unclip_vk *vk, bool (*cb)(void *), void *user_data)
 {
+    vk->deferred = UNCLIP_OK; /* a new job: nothing read results lost in the previous one */
     vk->params.cancel_cb = cb;
     vk->params.user_data = user_data;
 }
@@ -965,10 +993,10 @@ block_take(struct block *b, uint64_t size, uint64_t *offset)
     return false;
 }
 
-/* Returns a range to the block's free list, merging neighbours. false: out of host memory
- * (the range is then leaked inside the block until the block is destroyed). */
-static bool
-block_give(struct block *b, uint64_t offset, uint64_t size)
+/* Returns a range to the block's free list, merging neighbours; *spare is taken (set to
+ * NULL) when a new node is needed. */
+static void
+block_give(struct block *b, uint64_t offset, uint64_t size, struct span **spare)
 {
     struct span **pp = &b->free_list;
     while (*pp && (*pp)->offset < offset)
@@ -985,21 +1013,19 @@ block_give(struct block *b, uint64_t offset, uint64_t size)
             prev->next = next->next;
             unclip__free(next);
         }
-        return true;
+        return;
     }
     if (next && offset + size == next->offset) {
         next->offset = offset;
         next->size += size;
-        return true;
+        return;
     }
-    struct span *s = unclip__calloc(1, sizeof *s);
-    if (!s)
-        return false;
+    struct span *s = *spare;
+    *spare = NULL;
     s->offset = offset;
     s->size = size;
     s->next = next;
     *pp = s;
-    return true;
 }
 
 unclip_status
@@ -1020,8 +1046,12 @@ unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **
                             "fault)", (unsigned long long)bytes);
     uint64_t size = (bytes + BUF_ALIGN - 1) / BUF_ALIGN * BUF_ALIGN;
     struct unclip_vk_buf *buf = unclip__calloc(1, sizeof *buf);
-    if (!buf)
+    if (buf)
+        buf->spare = unclip__calloc(1, sizeof *buf->spare);
+    if (!buf || !buf->spare) {
+        unclip__free(buf);
         return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory");
+    }
     for (struct block *b = vk->blocks; b; b = b->next) {
         if (block_take(b, size, &buf->offset)) {
             buf->block = b;
@@ -1033,6 +1063,7 @@ unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **
         uint64_t bsize = size > MIN_BLOCK ? size : MIN_BLOCK;
         unclip_status st = block_new(vk, bsize, &b);
         if (st != UNCLIP_OK) {
+            unclip__free(buf->spare);
             unclip__free(buf);
             return st;
         }
@@ -1069,10 +1100,15 @@ unclip__vk_buf_free(struct unclip_vk_buf *buf)
         return;
     struct unclip_vk *vk = buf->vk;
     /* A pending dispatch may still use this range; finish before reuse. */
-    if (vk->recording)
-        unclip__vk_finish(vk);
+    if (vk->recording) {
+        unclip_status st = unclip__vk_finish(vk);
+        if (st != UNCLIP_OK && vk->deferred == UNCLIP_OK) {
+            vk->deferred = st;
+            memcpy(vk->deferred_msg, vk->err.msg, sizeof vk->deferred_msg);
+        }
+    }
     struct block *b = buf->block;
-    block_give(b, buf->offset, buf->size);
+    block_give(b, buf->offset, buf->size, &buf->spare);
     vk->buf_bytes -= buf->size;
     b->n_live--;
     if (b->n_live == 0) {
@@ -1082,6 +1118,7 @@ unclip__vk_buf_free(struct unclip_vk_buf *buf)
         *pp = b->next;
         block_destroy(vk, b);
     }
+    unclip__free(buf->spare);
     unclip__free(buf);
 }
 
@@ -1153,6 +1190,8 @@ unclip__vk_upload(struct unclip_vk *vk, struct unclip_vk_buf *buf, uint64_t offs
                   const void *src, uint64_t bytes)
 {
     unclip_status st = check_range(vk, buf, offset, bytes, "upload");
+    if (st == UNCLIP_OK)
+        st = take_deferred(vk);
     if (st != UNCLIP_OK || bytes == 0)
         return st;
     if (vk->recording && (st = unclip__vk_finish(vk)) != UNCLIP_OK)
@@ -1169,6 +1208,8 @@ unclip__vk_download(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint6
                     void *dst, uint64_t bytes)
 {
     unclip_status st = check_range(vk, buf, offset, bytes, "download");
+    if (st == UNCLIP_OK)
+        st = take_deferred(vk);
     if (st != UNCLIP_OK || bytes == 0)
         return st;
     if (vk->recording && (st = unclip__vk_finish(vk)) != UNCLIP_OK)
@@ -1251,6 +1292,9 @@ unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_
     if (n_binds > UNCLIP_VK_MAX_BINDS || push_bytes > UNCLIP_VK_MAX_PUSH || push_bytes % 4)
         return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "dispatch: %u bindings, %u push bytes",
                             n_binds, push_bytes);
+    unclip_status dst = take_deferred(vk);
+    if (dst != UNCLIP_OK)
+        return dst;
     if (gx == 0 || gy == 0 || gz == 0)
         return UNCLIP_OK; /* empty grid: nothing to do */
     if (gx > vk->max_groups[0] || gy > vk->max_groups[1] || gz > vk->max_groups[2])
@@ -1385,6 +1429,8 @@ unclip__vk_finish(struct unclip_vk *vk)
     if (vk->lost)
         return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
                             "the Vulkan device was lost; recreate the context");
+    if ((st = take_deferred(vk)) != UNCLIP_OK)
+        return st;
     if (vk->recording) {
         vk->recording = false;
         VkResult r = vkEndCommandBuffer(vk->cmd);

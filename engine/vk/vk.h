@@ -69,7 +69,9 @@ void unclip__vk_free(struct unclip_vk *vk);
 struct unclip_err *unclip__vk_err(struct unclip_vk *vk);
 const struct unclip_device_info *unclip__vk_info(const struct unclip_vk *vk);
 
-/* Replaces the cancel callback (e.g. per pipeline run). */
+/* Replaces the cancel callback (e.g. per pipeline run). Also starts a new job: a failure of
+ * work that unclip__vk_buf_free() had to submit (reported by the next dispatch, finish,
+ * upload or download) is dropped if nothing reported it yet, since nothing read its results. */
 void unclip__vk_set_cancel(struct unclip_vk *vk, bool (*cb)(void *), void *user_data);
 
 /* Device memory in use now and the peak since the last reset, in bytes of device memory
@@ -115,7 +117,9 @@ void unclip__vk_stats(const struct unclip_vk *vk, struct unclip_vk_stats *out);
 /* A buffer of `bytes` (> 0) bytes; contents undefined. Each call is one device-allocation
  * event for fault injection (core/alloc.h), and so is each new memory block behind it. */
 unclip_status unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **out);
-/* Frees the buffer; pending work that uses it is finished first. NULL is a no-op. */
+/* Frees the buffer; pending work that uses it is finished first. NULL is a no-op. When that
+ * submission fails (or the cancel callback says stop), the next dispatch, finish, upload or
+ * download returns the failure. */
 void unclip__vk_buf_free(struct unclip_vk_buf *buf);
 uint64_t unclip__vk_buf_size(const struct unclip_vk_buf *buf);
 /* Bytes of buf one binding can cover: min(size, max_storage_buffer_range). */
