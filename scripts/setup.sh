@@ -10,6 +10,16 @@
 # scripts/packages-fedora.txt); only the missing ones are installed, with sudo when not root.
 # The build goes to build/ (override with BUILD_DIR). Everything runs on this machine: the
 # engine needs only a Vulkan driver (Mesa's lavapipe when there is no GPU).
+#
+# `test` without ARGS (what CI runs) first runs `meson test` on build/, then the reliability
+# parts, each timed, with a summary line at the end; any failure makes the exit code 1:
+#   asan        the suite again in an ASan+UBSan build (build-asan/; leaks checked; the
+#               python, plugin and po suites skipped there)
+#   validation  the op and model tests with UNCLIP_VALIDATION=1 (Khronos validation layer;
+#               any validation message fails the test)
+#   faults      the deeper fault-injection sweep over a text-to-image run (--depth 4)
+#   fuzz        tests/fuzz/run-fuzz.sh: each libFuzzer target for UNCLIP_FUZZ_SECONDS (60)
+# UNCLIP_TEST_PARTS="asan fuzz" picks some of them; UNCLIP_TEST_PARTS=none skips them.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -69,9 +79,68 @@ run)
     echo "setup: wrote $here/out.png" ;;
 test)
     install_deps; do_build
+    t_start=$(date +%s)
+    summary=()
+    n_failed=0
+    # part NAME COMMAND...: runs and times one part; a failure is counted, not fatal.
+    part() {
+        local name=$1 t0 rc=0
+        shift
+        t0=$(date +%s)
+        echo "setup: ---- $name: $*"
+        "$@" || rc=$?
+        local secs=$(( $(date +%s) - t0 ))
+        if [ $rc -eq 0 ]; then
+            summary+=("$name ok ${secs}s")
+        else
+            summary+=("$name FAILED ${secs}s")
+            n_failed=$((n_failed + 1))
+        fi
+        echo "setup: ---- $name: $([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in ${secs} s"
+    }
     # The GIMP plug-in suite is red on a fresh clone (see issue 6 notes): run it with
     # `scripts/setup.sh test --suite plugin` until it is fixed.
-    meson test -C "$build" --print-errorlogs --num-processes "$(nproc)" --no-suite plugin "$@" ;;
+    part main meson test -C "$build" --print-errorlogs --num-processes "$(nproc)" \
+        --no-suite plugin "$@"
+
+    parts=${UNCLIP_TEST_PARTS:-asan validation faults fuzz}
+    [ $# -gt 0 ] && parts=${UNCLIP_TEST_PARTS:-none}  # ARGS: just that meson test
+    asan=${ASAN_BUILD_DIR:-$here/build-asan}
+    asan_build() {
+        if [ ! -f "$asan/build.ninja" ]; then
+            meson setup "$asan" "$here" -Db_sanitize=address,undefined -Db_lundef=false \
+                -Dtorch_tests=disabled -Dplugin=disabled
+        fi
+        ninja -C "$asan" -j "$(nproc)"
+    }
+    for p in $parts; do
+        case "$p" in
+        asan)
+            part asan-build asan_build
+            part asan env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+                LSAN_OPTIONS=suppressions="$here/tests/reliability/lsan.supp":print_suppressions=0 \
+                meson test -C "$asan" --print-errorlogs --num-processes "$(nproc)" \
+                --no-suite python --no-suite plugin --no-suite po --timeout-multiplier 4 ;;
+        validation)
+            part validation env UNCLIP_VALIDATION=1 meson test -C "$build" --print-errorlogs \
+                --num-processes "$(nproc)" --suite ops --suite models --suite clip \
+                --timeout-multiplier 4 ;;
+        faults)
+            part faults meson test -C "$build" --print-errorlogs \
+                reliability-faults --test-args '--depth 4 --check-every 4' \
+                --timeout-multiplier 2 ;;
+        fuzz)
+            part fuzz env FUZZ_BUILD_DIR="$here/build-fuzz" \
+                "$here/tests/fuzz/run-fuzz.sh" "${UNCLIP_FUZZ_SECONDS:-60}" ;;
+        none) ;;
+        *) echo "setup: unknown test part '$p'" >&2; n_failed=$((n_failed + 1)) ;;
+        esac
+    done
+    total=$(( $(date +%s) - t_start ))
+    echo "setup: test summary: $(IFS=,; echo "${summary[*]}" | sed 's/,/, /g');" \
+         "${total} s in all; $n_failed failed"
+    [ $n_failed -eq 0 ] ;;
 *)
     echo "usage: scripts/setup.sh run [PROMPT] | test [ARGS...] | build | deps" >&2; exit 2 ;;
 esac

@@ -14,6 +14,7 @@
 #include "models/text-proj.h"
 #include "models/unet.h"
 #include "ops/ops.h"
+#include "pipeline/budget.h"
 #include "pipeline/scheduler.h"
 
 #include <math.h>
@@ -24,9 +25,9 @@
  * and up blocks concatenate a skip onto it. Kept well below one binding's 128 MiB. */
 #define FORWARD_BUDGET (64ull << 20)
 
-static int32_t
-images_per_forward(const struct unclip_unet_config *c, int64_t side, int32_t rows_per_image,
-                   int32_t count)
+int32_t
+unclip__images_per_forward(const struct unclip_unet_config *c, int64_t side,
+                           int32_t rows_per_image, int32_t count)
 {
     uint64_t per_row = (uint64_t)c->block_out[0] * (uint64_t)(side * side) * 4u * 2u;
     uint64_t n = FORWARD_BUDGET / (per_row * (uint64_t)rows_per_image);
@@ -391,7 +392,7 @@ decoder_loop(struct unclip__run *r, struct unclip__plan *pl, struct unclip_unet 
             (st = unclip__put_f32(r, u->group, "decoder_latents_init", 4, s_lat, xu)))
             goto done;
     }
-    int32_t imgs = images_per_forward(unclip__unet_config(net), S, rpi, count);
+    int32_t imgs = unclip__images_per_forward(unclip__unet_config(net), S, rpi, count);
     if ((st = fwd_new(r, &f, imgs, imgs * rpi, C, Cm, S, cd)))
         goto done;
     int32_t chunks = pl->n_runs * ((count + imgs - 1) / imgs);
@@ -475,6 +476,15 @@ unclip__decoder_stage(struct unclip__run *r, struct unclip__plan *pl)
     struct cond cd = {0};
     struct unclip_unet *net = NULL;
     struct unclip_sched *sched = NULL;
+    /* budget before loading: text_proj + decoder weights, one forward's activations */
+    static const char *const parts[] = {"text_proj", "decoder"};
+    int32_t K = 0;
+    uint64_t act = 0;
+    if ((st = unclip__text_proj_extra_tokens(r, &K)) ||
+        (st = unclip__unet_stage_activations(r, "decoder", r->cfg ? 2 : 1, pl->runs[0].count,
+                                             K + pl->T, &act)) ||
+        (st = unclip__stage_budget(r, "decoder", parts, 2, act)))
+        goto done;
     if ((st = run_text_proj(r, pl, &cd)) || (st = load_unet(r, "decoder", &net)) ||
         (st = unclip__load_sched(r, "decoder_scheduler", &sched)))
         goto done;
@@ -529,7 +539,7 @@ super_res_loop(struct unclip__run *r, struct unclip__plan *pl, struct unclip_une
     const int32_t C = pl->C;
     const int64_t Rs = pl->Rs, px = (int64_t)C * Rs * Rs;
     int32_t count = pl->runs[0].count;
-    int32_t imgs = images_per_forward(unclip__unet_config(net), Rs, 1, count);
+    int32_t imgs = unclip__images_per_forward(unclip__unet_config(net), Rs, 1, count);
     struct fwd f = {0};
     float *eps = unclip__calloc((size_t)pl->R * px, sizeof(float));
     float *noise = unclip__calloc((size_t)count * px, sizeof(float));
@@ -638,6 +648,11 @@ unclip__super_res_stages(struct unclip__run *r, struct unclip__plan *pl)
     struct unclip_sched *sched = NULL;
     int32_t *ts = NULL;
     int32_t count = pl->runs[0].count;
+    static const char *const first[] = {"super_res_first"};
+    uint64_t act = 0;
+    if ((st = unclip__unet_stage_activations(r, "super_res_first", 1, count, 0, &act)) ||
+        (st = unclip__stage_budget(r, "super_res_first", first, 1, act)))
+        goto fail;
     if ((st = load_unet(r, "super_res_first", &net)) ||
         (st = check_super_res(r, "super_res_first", net, C, &pl->Rs)) ||
         (st = unclip__load_sched(r, "super_res_scheduler", &sched)) ||
@@ -685,6 +700,10 @@ unclip__super_res_stages(struct unclip__run *r, struct unclip__plan *pl)
     if ((st = unclip__stage_begin(r, "super_res_last", 1, 4250.0 * pl->R)))
         goto out;
     int32_t side = 0;
+    static const char *const last[] = {"super_res_last"};
+    if ((st = unclip__unet_stage_activations(r, "super_res_last", 1, count, 0, &act)) ||
+        (st = unclip__stage_budget(r, "super_res_last", last, 1, act)))
+        goto fail;
     if ((st = load_unet(r, "super_res_last", &net)) ||
         (st = check_super_res(r, "super_res_last", net, C, &side)) ||
         (st = super_res_loop(r, pl, net, sched, ts, n, n - 1, n, 1)))

@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "models/prior.h"
+#include "pipeline/budget.h"
 #include "pipeline/scheduler.h"
 
 #include <glib.h>
@@ -87,6 +88,9 @@ unclip__text_stage(struct unclip__run *r, struct unclip__plan *pl)
     struct unclip_model *m = r->model;
     struct unclip_tokenizer *tok;
     struct unclip_clip_text *text;
+    static const char *const parts[] = {"text_encoder"};
+    if (!m->text && (st = unclip__stage_budget(r, "text_encoder", parts, 1, 0)))
+        goto done; /* its activations are a few MiB: weights only */
     double t0 = unclip__now_ms();
     if ((st = load_tokenizer(r, &tok)) || (st = unclip__model_text(m, &text)))
         goto done;
@@ -171,6 +175,9 @@ unclip__image_stage(struct unclip__run *r, struct unclip__plan *pl)
     struct unclip_clip_vision *vis;
     const struct unclip_preprocess_config *pre;
     float *px = NULL;
+    static const char *const parts[] = {"image_encoder"};
+    if (!m->vision && (st = unclip__stage_budget(r, "image_encoder", parts, 1, 0)))
+        goto done;
     double t0 = unclip__now_ms();
     if ((st = unclip__model_vision(m, &vis, &pre)))
         goto done;
@@ -369,6 +376,9 @@ unclip__prior_stage(struct unclip__run *r, struct unclip__plan *pl)
     struct unclip_prior *prior = NULL;
     struct unclip_sched *sched = NULL;
     int32_t *ts = NULL;
+    static const char *const parts[] = {"prior"};
+    if ((st = unclip__stage_budget(r, "prior", parts, 1, 0)))
+        goto done;
     double t0 = unclip__now_ms();
     struct unclip_prior_opts po = {.fp32 = r->fp32};
     if ((st = unclip__prior_load(r->vk, r->model->dir, "prior", &po, &prior, r->err)) ||

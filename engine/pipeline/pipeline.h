@@ -194,6 +194,12 @@ unclip_status unclip__image_stage(struct unclip__run *r, struct unclip__plan *pl
 unclip_status unclip__prior_stage(struct unclip__run *r, struct unclip__plan *pl);
 unclip_status unclip__decoder_stage(struct unclip__run *r, struct unclip__plan *pl);
 unclip_status unclip__super_res_stages(struct unclip__run *r, struct unclip__plan *pl);
+/* Images of `count` that one UNet forward takes at once (side x side maps, rows_per_image
+ * batch rows each): bounded so the widest activation stays well below one binding (decode.c). */
+struct unclip_unet_config;
+int32_t unclip__images_per_forward(const struct unclip_unet_config *c, int64_t side,
+                                   int32_t rows_per_image, int32_t count);
+
 /* The 8-bit pictures of pl->x (and the traced images / images_u8). */
 unclip_status unclip__output(struct unclip__run *r, struct unclip__plan *pl,
                              struct unclip_result *out);

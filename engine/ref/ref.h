@@ -32,23 +32,6 @@ void unclip_ref_conv2d(const float *x, int64_t n, int64_t cin, int64_t h, int64_
                        const float *wt, int64_t cout, int32_t k, const float *bias,
                        int32_t stride, int32_t padding, const float *residual, float *y);
 
-/* resample (ref-resample.c): x is N*C planes of [h, w] (nc = N * C), y likewise. The bicubic
- * reference evaluates the formula of goldens/README.md section 7 directly (its own kernel and
- * tap bounds, not engine/core/bicubic.h), both axes at once, in double. */
-void unclip_ref_upsample2x(const float *x, int64_t nc, int64_t h, int64_t w, float *y);
-void unclip_ref_avgpool2x(const float *x, int64_t nc, int64_t h, int64_t w, float *y);
-void unclip_ref_resize_bicubic_aa(const float *x, int64_t nc, int64_t h, int64_t w, int64_t ho,
-                                  int64_t wo, float *y);
-
-/* embed (ref-embed.c). timestep embedding: the frequencies and arguments rounded to float as
- * the op's contract says, sin/cos in double; y [batch, dim]. slerp: a, b, y [rows, dim];
- * unit selects the unclip__op_slerp_unit variant; fallbacks as in ops.h, in double. */
-void unclip_ref_timestep_embedding(const float *t, int32_t batch, int32_t dim,
-                                   bool flip_sin_to_cos, float freq_shift, float max_period,
-                                   float *y);
-void unclip_ref_slerp(const float *a, const float *b, int64_t rows, int64_t dim, float w,
-                      bool unit, float *y);
-
 /* normalisation (ref-norm.c). x: [n, c, spatial] for group norm, [rows, c] for layer norm,
  * [rows, len] for softmax; gamma/beta may be NULL (1 / 0); scale_shift NULL or [n, 2c]. */
 void unclip_ref_group_norm(const float *x, int64_t n, int64_t c, int64_t spatial, int32_t n_groups,
@@ -74,5 +57,22 @@ struct unclip_ref_attn {
     const float *key_bias;
 };
 void unclip_ref_attention(const struct unclip_ref_attn *a, float *out);
+
+/* resample (ref-resample.c): x is N*C planes of [h, w] (nc = N * C), y likewise. The bicubic
+ * reference evaluates the formula of goldens/README.md section 7 directly (its own kernel and
+ * tap bounds, not engine/core/bicubic.h), both axes at once, in double. */
+void unclip_ref_upsample2x(const float *x, int64_t nc, int64_t h, int64_t w, float *y);
+void unclip_ref_avgpool2x(const float *x, int64_t nc, int64_t h, int64_t w, float *y);
+void unclip_ref_resize_bicubic_aa(const float *x, int64_t nc, int64_t h, int64_t w, int64_t ho,
+                                  int64_t wo, float *y);
+
+/* embed (ref-embed.c). timestep embedding: the frequencies and arguments rounded to float as
+ * the op's contract says, sin/cos in double; y [batch, dim]. slerp: a, b, y [rows, dim];
+ * unit selects the unclip__op_slerp_unit variant; fallbacks as in ops.h, in double. */
+void unclip_ref_timestep_embedding(const float *t, int32_t batch, int32_t dim,
+                                   bool flip_sin_to_cos, float freq_shift, float max_period,
+                                   float *y);
+void unclip_ref_slerp(const float *a, const float *b, int64_t rows, int64_t dim, float w,
+                      bool unit, float *y);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <vulkan/vulkan.h>
 
 #define BUF_ALIGN 256u
@@ -621,6 +622,9 @@ unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
     if (!vk)
         return unclip__fail(err, UNCLIP_E_NOMEM, "out of memory creating the Vulkan context");
     vk->params = params ? *params : unclip__vk_params_default();
+    const char *ew = getenv("UNCLIP_WORK_BOUND");
+    if (!vk->params.work_bound && ew && ew[0])
+        vk->params.work_bound = strtoull(ew, NULL, 10);
     if (!vk->params.work_bound)
         vk->params.work_bound = UNCLIP_VK_WORK_BOUND;
     if (!vk->params.fence_timeout_ms)
@@ -852,6 +856,12 @@ void
 unclip__vk_stats(const struct unclip_vk *vk, struct unclip_vk_stats *out)
 {
     *out = vk->stats;
+}
+
+uint64_t
+unclip__vk_work_bound(const struct unclip_vk *vk)
+{
+    return vk->params.work_bound;
 }
 
 uint32_t
@@ -1372,6 +1382,10 @@ unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     vk->batch_dispatches++;
     vk->batch_work += work ? work : 1;
+    if (work > vk->stats.max_work_per_dispatch) {
+        vk->stats.max_work_per_dispatch = work;
+        vk->stats.max_dispatch_shader = unclip__shaders[shader_id].name;
+    }
     vk->stats.dispatches++;
     return UNCLIP_OK;
 }
@@ -1450,8 +1464,15 @@ unclip__vk_finish(struct unclip_vk *vk)
                 vk->stats.submissions++;
                 if (vk->batch_work > vk->stats.max_work_per_submission)
                     vk->stats.max_work_per_submission = vk->batch_work;
+                struct timespec w0, w1;
+                clock_gettime(CLOCK_MONOTONIC, &w0);
                 r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE,
                                     (uint64_t)vk->params.fence_timeout_ms * 1000000ull);
+                clock_gettime(CLOCK_MONOTONIC, &w1);
+                double ms = (double)(w1.tv_sec - w0.tv_sec) * 1e3 +
+                            (double)(w1.tv_nsec - w0.tv_nsec) / 1e6;
+                if (ms > vk->stats.max_submission_ms)
+                    vk->stats.max_submission_ms = ms;
                 if (r == VK_SUCCESS && unclip__fault_hit(UNCLIP_FAULT_FENCE_WAIT))
                     r = VK_TIMEOUT;
                 if (r == VK_SUCCESS && unclip__fault_hit(UNCLIP_FAULT_DEVICE_LOST))

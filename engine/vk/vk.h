@@ -51,6 +51,8 @@ struct unclip_vk_params unclip__vk_params_default(void);
 /* Creates instance, device and queue. Messages go to err.
  *
  * Environment (tests, CI, debugging):
+ *   UNCLIP_WORK_BOUND=N      work units per submission when params.work_bound is 0 (smaller
+ *                            submissions: more cancel points, tighter watchdog checks).
  *   UNCLIP_VALIDATION=1      the Khronos validation layer for every context (as
  *                            params.validation). With the layer on, its errors and warnings
  *                            are printed to stderr and counted, and the next
@@ -109,6 +111,9 @@ struct unclip_vk_stats {
     uint64_t submissions;
     uint64_t dispatches;
     uint64_t max_work_per_submission;
+    uint64_t max_work_per_dispatch;  /* a dispatch above the bound makes a submission above it */
+    double   max_submission_ms;      /* longest fence wait (what a GPU watchdog would see)     */
+    const char *max_dispatch_shader; /* shader of that largest dispatch (static), or NULL      */
 };
 void unclip__vk_stats(const struct unclip_vk *vk, struct unclip_vk_stats *out);
 
@@ -153,6 +158,11 @@ unclip_status unclip__vk_dispatch(struct unclip_vk *vk, int shader_id,
 /* Submits what is recorded and waits for it. Returns UNCLIP_E_CANCELLED when the cancel
  * callback asked to stop (the work already submitted has completed). */
 unclip_status unclip__vk_finish(struct unclip_vk *vk);
+
+/* Work units one submission may carry (params.work_bound / UNCLIP_WORK_BOUND / the default).
+ * A single dispatch above it makes a submission above it: ops whose one dispatch can exceed
+ * it (big convolutions, matmuls) should split their grid into several dispatches. */
+uint64_t unclip__vk_work_bound(const struct unclip_vk *vk);
 
 /* Maximum workgroup count per dimension (for ops that tile big grids). */
 uint32_t unclip__vk_max_groups(const struct unclip_vk *vk, int dim);
