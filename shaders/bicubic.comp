@@ -8,13 +8,15 @@
 //   taps[lout + o]                number of taps (first + count <= lin)
 //   taps[2 lout + o * k + t]      float bits of the normalised weight of tap t
 // Accumulates in fp32, tap by tap in order (like torch's float kernel); no clamping.
+// Outputs [i0, i0 + n) of y; x, taps and y are bound from their base elements bx, bt, by
+// (windows of tensors larger than one binding).
 #include "common.glsl"
 layout(local_size_x = 256) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer T { uint taps[]; };
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
 layout(push_constant) uniform P {
-    uint n;      // outputs: outer * lout * inner
+    uint n, i0, bx, bt, by, pad0, pad1, pad2;
     uint lin, lout, inner;
     uint k;      // weights per output index (row stride of the weight table)
 } p;
@@ -23,16 +25,17 @@ void main()
     uint i = flat_index(256u);
     if (i >= p.n)
         return;
-    uint ii = i % p.inner;
-    uint r = i / p.inner;
+    uint g = p.i0 + i;
+    uint ii = g % p.inner;
+    uint r = g / p.inner;
     uint o = r % p.lout;
     uint outer = r / p.lout;
-    uint first = taps[o];
-    uint count = taps[p.lout + o];
-    uint wbase = 2u * p.lout + o * p.k;
-    uint xbase = (outer * p.lin + first) * p.inner + ii;
+    uint first = taps[o - p.bt];
+    uint count = taps[p.lout + o - p.bt];
+    uint wbase = 2u * p.lout + o * p.k - p.bt;
+    uint xbase = (outer * p.lin + first) * p.inner + ii - p.bx;
     float acc = 0.0;
     for (uint t = 0u; t < count; t++)
         acc += uintBitsToFloat(taps[wbase + t]) * x[xbase + t * p.inner];
-    y[i] = acc;
+    y[g - p.by] = acc;
 }

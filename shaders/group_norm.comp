@@ -37,11 +37,12 @@ float beta_at(uint i) { return beta_w[i]; }
 #endif
 layout(std430, binding = 3) readonly buffer SS { float ss[]; };  // [N, 2C]
 layout(std430, binding = 4) writeonly buffer Y { T y[]; };
-// s: spatial size in units of T; n0: index of the first sample of this dispatch (x/y are
-// bound from that sample on). flags: 1 gamma, 2 beta, 4 scale_shift, 8 SiLU.
-// count: elements (floats) per group.
+// One workgroup per (sample, group) pair q = n * groups + g, for the pairs [q0, q0 + nq) of
+// this dispatch (a tensor larger than one binding is processed in chunks of whole groups).
+// s: spatial size in units of T; bx / by: the element (T units) x and y are bound from.
+// flags: 1 gamma, 2 beta, 4 scale_shift, 8 SiLU. count: elements (floats) per group.
 layout(push_constant) uniform P {
-    uint c, s, cpg, n0, flags, count;
+    uint c, s, cpg, groups, q0, nq, flags, count, bx, by;
     float eps;
 } p;
 
@@ -65,11 +66,16 @@ float wg_sum(float v)
 
 void main()
 {
-    uint g = gl_WorkGroupID.x;
-    uint n = gl_WorkGroupID.y;  // sample within this dispatch
+    uint wg = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    if (wg >= p.nq)
+        return;  // uniform over the workgroup, so no barrier is skipped by part of it
+    uint q = p.q0 + wg;
+    uint nabs = q / p.groups;
+    uint g = q % p.groups;
     uint lid = gl_LocalInvocationID.x;
     uint units = p.cpg * p.s;   // T units per group
-    uint base = (n * p.c + g * p.cpg) * p.s;
+    uint base = q * units - p.bx;
+    uint ybase = q * units - p.by;
 
     T acc = T(0.0);
     for (uint i = lid; i < units; i += WG)
@@ -83,7 +89,6 @@ void main()
     }
     float rstd = inversesqrt(wg_sum(HSUM(acc)) / float(p.count) + p.eps);
 
-    uint nabs = p.n0 + n;
     for (uint k = 0; k < p.cpg; k++) {
         uint ch = g * p.cpg + k;
         float a = rstd, b = 0.0;
@@ -97,15 +102,15 @@ void main()
             a *= sc;
             b = b * sc + ss[nabs * 2u * p.c + p.c + ch];
         }
-        uint cb = base + k * p.s;
+        uint cb = base + k * p.s, yb = ybase + k * p.s;
         if ((p.flags & 8u) != 0u) {
             for (uint i = lid; i < p.s; i += WG) {
                 T v = x[cb + i] * a + b;
-                y[cb + i] = v / (1.0 + exp(-v));
+                y[yb + i] = v / (1.0 + exp(-v));
             }
         } else {
             for (uint i = lid; i < p.s; i += WG)
-                y[cb + i] = x[cb + i] * a + b;
+                y[yb + i] = x[cb + i] * a + b;
         }
     }
 }

@@ -44,9 +44,10 @@ vec4 gamma4_at(uint i) { return gamma_w4[i]; }
 vec4 beta4_at(uint i) { return beta_w4[i]; }
 #endif
 layout(std430, binding = 3) writeonly buffer Y { T y[]; };
-// rows: rows in this dispatch; c: row length in units of T; flags: 1 gamma, 2 beta;
-// count: row length in floats.
-layout(push_constant) uniform P { uint rows, c, flags, count; float eps; } p;
+// rows: rows in this dispatch, starting at row r0; c: row length in units of T; flags:
+// 1 gamma, 2 beta; count: row length in floats; bx / by: the element (T units) x and y are
+// bound from (windows of tensors larger than one binding).
+layout(push_constant) uniform P { uint rows, c, flags, count; float eps; uint r0, bx, by; } p;
 
 shared float red[WG];
 
@@ -71,19 +72,20 @@ void main()
     if (row >= p.rows)
         return;  // uniform over the workgroup, so no barrier is skipped by part of it
     uint lid = gl_LocalInvocationID.x;
-    uint base = row * p.c;
+    uint xb = (p.r0 + row) * p.c - p.bx;
+    uint yb = (p.r0 + row) * p.c - p.by;
     T acc = T(0.0);
     for (uint i = lid; i < p.c; i += WG)
-        acc += x[base + i];
+        acc += x[xb + i];
     float mean = wg_sum(HSUM(acc)) / float(p.count);
     acc = T(0.0);
     for (uint i = lid; i < p.c; i += WG) {
-        T d = x[base + i] - mean;
+        T d = x[xb + i] - mean;
         acc += d * d;
     }
     float rstd = inversesqrt(wg_sum(HSUM(acc)) / float(p.count) + p.eps);
     for (uint i = lid; i < p.c; i += WG) {
-        T v = (x[base + i] - mean) * rstd;
+        T v = (x[xb + i] - mean) * rstd;
 #if VEC4
         if ((p.flags & 1u) != 0u)
             v *= gamma4_at(i);
@@ -95,6 +97,6 @@ void main()
         if ((p.flags & 2u) != 0u)
             v += beta_at(i);
 #endif
-        y[base + i] = v;
+        y[yb + i] = v;
     }
 }

@@ -10,7 +10,8 @@
 layout(local_size_x = WG) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) writeonly buffer Y { float y[]; };
-layout(push_constant) uniform P { uint rows, len; } p;
+// rows in this dispatch starting at row r0; bx / by: the elements x and y are bound from.
+layout(push_constant) uniform P { uint rows, len, r0, bx, by; } p;
 
 shared float red[WG];
 
@@ -50,15 +51,16 @@ void main()
     if (row >= p.rows)
         return;  // uniform over the workgroup
     uint lid = gl_LocalInvocationID.x;
-    uint base = row * p.len;
+    uint xb = (p.r0 + row) * p.len - p.bx;
+    uint yb = (p.r0 + row) * p.len - p.by;
     float m = -3.402823e38;
     for (uint i = lid; i < p.len; i += WG)
-        m = max(m, x[base + i]);
+        m = max(m, x[xb + i]);
     m = wg_max(m);
     float acc = 0.0;
     for (uint i = lid; i < p.len; i += WG)
-        acc += exp(x[base + i] - m);
+        acc += exp(x[xb + i] - m);
     float inv = 1.0 / wg_sum(acc);
     for (uint i = lid; i < p.len; i += WG)
-        y[base + i] = exp(x[base + i] - m) * inv;
+        y[yb + i] = exp(x[xb + i] - m) * inv;
 }

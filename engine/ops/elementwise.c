@@ -7,6 +7,16 @@
 
 #include <string.h>
 
+/* Element ranges of an elementwise op: every tensor is touched at the output's indices. */
+static void
+same_range(const void *user, int k, int64_t i0, int64_t i1, int64_t *lo, int64_t *hi)
+{
+    (void)user;
+    (void)k;
+    *lo = i0;
+    *hi = i1 - 1;
+}
+
 unclip_status
 unclip__op_unary(struct unclip_vk *vk, const struct unclip_tensor *x, enum unclip_act act,
                  float alpha, float beta, float lo, float hi, struct unclip_tensor *y)
@@ -16,15 +26,14 @@ unclip__op_unary(struct unclip_vk *vk, const struct unclip_tensor *x, enum uncli
         st = unclip__check_tensor(vk, "unary", "y", y, unclip__tensor_numel(x), false);
     if (st != UNCLIP_OK)
         return st;
-    uint64_t n = (uint64_t)unclip__tensor_numel(x);
     struct {
-        uint32_t n, act;
+        struct unclip_ew_head h; /* bases: x, y */
+        uint32_t act;
         float alpha, beta, lo, hi;
-    } pc = {(uint32_t)n, (uint32_t)act, alpha, beta, lo, hi};
-    struct unclip_vk_bind b[2] = {unclip__tensor_bind(x), unclip__tensor_bind(y)};
-    uint32_t gx, gy;
-    unclip__grid_1d(n, 256, &gx, &gy);
-    return unclip__vk_dispatch(vk, UNCLIP_SHADER_unary, b, 2, &pc, sizeof pc, gx, gy, 1, n);
+    } pc = {.act = (uint32_t)act, .alpha = alpha, .beta = beta, .lo = lo, .hi = hi};
+    struct unclip_ew_job j = {vk, UNCLIP_SHADER_unary, 2, 1, &pc, sizeof pc};
+    struct unclip_split sp = {2, {x, y}, same_range, unclip__ew_chunk, &j};
+    return unclip__split_run(vk, "unary", unclip__tensor_numel(x), &sp);
 }
 
 /* Right-aligns t's shape against y's 4-D shape and writes element strides, 0 where t
@@ -44,6 +53,35 @@ broadcast_strides(const struct unclip_tensor *t, const int64_t y4[4], uint32_t s
     return true;
 }
 
+struct binary_job {
+    int64_t y4[4], sa[4], sb[4];
+};
+
+struct binary_ctx {
+    struct binary_job bj;
+    struct unclip_ew_job ej;
+};
+
+static void
+binary_range(const void *user, int k, int64_t i0, int64_t i1, int64_t *lo, int64_t *hi)
+{
+    const struct binary_job *bj = &((const struct binary_ctx *)user)->bj;
+    if (k == 2) {
+        *lo = i0;
+        *hi = i1 - 1;
+    } else {
+        unclip__strided_range(bj->y4, 0, k == 0 ? bj->sa : bj->sb, i0, i1, lo, hi);
+    }
+}
+
+static unclip_status
+binary_chunk(void *user, int64_t i0, int64_t i1, const struct unclip_vk_bind *b,
+             const int64_t *base)
+{
+    struct binary_ctx *bc = user;
+    return unclip__ew_chunk(&bc->ej, i0, i1, b, base);
+}
+
 unclip_status
 unclip__op_binary(struct unclip_vk *vk, enum unclip_binop op, const struct unclip_tensor *a,
                   const struct unclip_tensor *b, struct unclip_tensor *y)
@@ -58,31 +96,30 @@ unclip__op_binary(struct unclip_vk *vk, enum unclip_binop op, const struct uncli
     if (a->ndim > y->ndim || b->ndim > y->ndim)
         return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
                             "binary: inputs have more dimensions than the output");
-    int64_t y4[4];
+    struct binary_ctx bc = {0};
     for (int k = 0; k < 4; k++) {
         int yi = y->ndim - (4 - k);
-        y4[k] = yi >= 0 ? y->shape[yi] : 1;
+        bc.bj.y4[k] = yi >= 0 ? y->shape[yi] : 1;
     }
     struct {
-        uint32_t shape[4], sa[4], sb[4], n, op;
-    } pc;
-    for (int k = 0; k < 4; k++)
-        pc.shape[k] = (uint32_t)y4[k];
-    if (!broadcast_strides(a, y4, pc.sa) || !broadcast_strides(b, y4, pc.sb)) {
+        struct unclip_ew_head h; /* bases: a, b, y */
+        uint32_t shape[4], sa[4], sb[4], op;
+    } pc = {.op = (uint32_t)op};
+    if (!broadcast_strides(a, bc.bj.y4, pc.sa) || !broadcast_strides(b, bc.bj.y4, pc.sb)) {
         char sa[64], sb[64], sy[64];
         return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
                             "binary: shapes %s and %s do not broadcast to %s",
                             unclip__shape_str(a, sa, sizeof sa), unclip__shape_str(b, sb, sizeof sb),
                             unclip__shape_str(y, sy, sizeof sy));
     }
-    uint64_t n = (uint64_t)unclip__tensor_numel(y);
-    pc.n = (uint32_t)n;
-    pc.op = (uint32_t)op;
-    struct unclip_vk_bind bind[3] = {unclip__tensor_bind(a), unclip__tensor_bind(b),
-                                     unclip__tensor_bind(y)};
-    uint32_t gx, gy;
-    unclip__grid_1d(n, 256, &gx, &gy);
-    return unclip__vk_dispatch(vk, UNCLIP_SHADER_binary, bind, 3, &pc, sizeof pc, gx, gy, 1, n);
+    for (int k = 0; k < 4; k++) {
+        pc.shape[k] = (uint32_t)bc.bj.y4[k];
+        bc.bj.sa[k] = pc.sa[k];
+        bc.bj.sb[k] = pc.sb[k];
+    }
+    bc.ej = (struct unclip_ew_job){vk, UNCLIP_SHADER_binary, 3, 1, &pc, sizeof pc};
+    struct unclip_split sp = {3, {a, b, y}, binary_range, binary_chunk, &bc};
+    return unclip__split_run(vk, "binary", unclip__tensor_numel(y), &sp);
 }
 
 unclip_status
@@ -98,15 +135,12 @@ unclip__op_lerp(struct unclip_vk *vk, const struct unclip_tensor *a, const struc
     if (st != UNCLIP_OK)
         return st;
     struct {
-        uint32_t n;
+        struct unclip_ew_head h; /* bases: a, b, y */
         float scale;
-    } pc = {(uint32_t)n, scale};
-    struct unclip_vk_bind bind[3] = {unclip__tensor_bind(a), unclip__tensor_bind(b),
-                                     unclip__tensor_bind(y)};
-    uint32_t gx, gy;
-    unclip__grid_1d((uint64_t)n, 256, &gx, &gy);
-    return unclip__vk_dispatch(vk, UNCLIP_SHADER_lerp, bind, 3, &pc, sizeof pc, gx, gy, 1,
-                               (uint64_t)n);
+    } pc = {.scale = scale};
+    struct unclip_ew_job j = {vk, UNCLIP_SHADER_lerp, 3, 1, &pc, sizeof pc};
+    struct unclip_split sp = {3, {a, b, y}, same_range, unclip__ew_chunk, &j};
+    return unclip__split_run(vk, "lerp", n, &sp);
 }
 
 /* Largest element index the descriptor reaches in a tensor with the given offset/strides. */
@@ -117,6 +151,31 @@ max_index(const int64_t shape[4], int64_t off, const int64_t stride[4])
     for (int k = 0; k < 4; k++)
         m += (shape[k] - 1) * stride[k];
     return m;
+}
+
+struct copy_ctx {
+    const struct unclip_copy_desc *d;
+    struct unclip_ew_job ej;
+};
+
+static void
+copy_range(const void *user, int k, int64_t i0, int64_t i1, int64_t *lo, int64_t *hi)
+{
+    const struct copy_ctx *cc = user;
+    const struct unclip_copy_desc *d = cc->d;
+    if (k == 0)
+        unclip__strided_range(d->shape, d->src_off, d->src_stride, i0, i1, lo, hi);
+    else
+        unclip__strided_range(d->shape, d->dst_off, d->dst_stride, i0, i1, lo, hi);
+}
+
+static unclip_status
+copy_chunk(void *user, int64_t i0, int64_t i1, const struct unclip_vk_bind *b,
+           const int64_t *base)
+{
+    struct copy_ctx *cc = user;
+    int64_t adj[2] = {base[0] - cc->d->src_off, base[1] - cc->d->dst_off};
+    return unclip__ew_chunk(&cc->ej, i0, i1, b, adj);
 }
 
 unclip_status
@@ -140,22 +199,22 @@ unclip__op_copy(struct unclip_vk *vk, const struct unclip_tensor *src, struct un
         max_index(d->shape, d->dst_off, d->dst_stride) >= unclip__tensor_numel(dst))
         return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
                             "copy: the region reaches outside a tensor");
+    /* The element offsets go into the bases: the shader reads src[idx.ss - base[0]] and
+     * writes dst[idx.ds - base[1]] (uint arithmetic wraps, so a base above the offset
+     * works). */
     struct {
-        uint32_t shape[4], ss[4], ds[4], soff, doff, n;
+        struct unclip_ew_head h; /* bases: src, dst (minus the descriptor offsets) */
+        uint32_t shape[4], ss[4], ds[4];
     } pc;
+    memset(&pc, 0, sizeof pc);
     for (int k = 0; k < 4; k++) {
         pc.shape[k] = (uint32_t)d->shape[k];
         pc.ss[k] = (uint32_t)d->src_stride[k];
         pc.ds[k] = (uint32_t)d->dst_stride[k];
     }
-    pc.soff = (uint32_t)d->src_off;
-    pc.doff = (uint32_t)d->dst_off;
-    pc.n = (uint32_t)n;
-    struct unclip_vk_bind bind[2] = {unclip__tensor_bind(src), unclip__tensor_bind(dst)};
-    uint32_t gx, gy;
-    unclip__grid_1d((uint64_t)n, 256, &gx, &gy);
-    return unclip__vk_dispatch(vk, UNCLIP_SHADER_copy, bind, 2, &pc, sizeof pc, gx, gy, 1,
-                               (uint64_t)n);
+    struct copy_ctx cc = {d, {vk, UNCLIP_SHADER_copy, 2, 1, &pc, sizeof pc}};
+    struct unclip_split sp = {2, {src, dst}, copy_range, copy_chunk, &cc};
+    return unclip__split_run(vk, "copy", n, &sp);
 }
 
 unclip_status

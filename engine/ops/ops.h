@@ -9,6 +9,8 @@
  *   An output must not alias an input unless the op says so.
  * - Recording may submit earlier work (bounded submissions) and so may return
  *   UNCLIP_E_CANCELLED or a device error; see vk.h.
+ * - Tensors larger than one binding (max_storage_buffer_range, 128 MiB on lavapipe) are
+ *   split into chunks internally (engine/ops/op-util.h), so callers never split.
  * - Every op has a plain C reference in engine/ref/ref.h with the same math, used by the op
  *   tests on random, odd-sized inputs.
  */
@@ -94,8 +96,8 @@ unclip_status unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor
  * given, y = y * (1 + scale[n, c]) + shift[n, c] with scale = scale_shift[:, :C] and
  * shift = scale_shift[:, C:]; then SiLU when silu. y may alias x. gamma/beta [C] may be NULL
  * (1 / 0) and are F32 or F16 (both the same). Mean and variance are two-pass in fp32. A tensor
- * larger than one binding is processed in chunks of whole samples (C * spatial * 4 bytes must
- * then be a multiple of 256). */
+ * larger than one binding is processed in chunks of whole groups (one group, C / n_groups *
+ * spatial floats, must fit a binding). */
 unclip_status unclip__op_group_norm(struct unclip_vk *vk, const struct unclip_tensor *x,
                                     const struct unclip_tensor *gamma,
                                     const struct unclip_tensor *beta, int32_t n_groups, float eps,

@@ -103,6 +103,30 @@ unclip__tensor_bind(const struct unclip_tensor *t)
     return b;
 }
 
+bool
+unclip__tensor_window(const struct unclip_tensor *t, int64_t lo, int64_t hi, uint64_t limit,
+                      struct unclip_vk_bind *b, int64_t *base)
+{
+    if (unclip__tensor_bytes(t) <= limit) {
+        *b = unclip__tensor_bind(t);
+        *base = 0;
+        return true;
+    }
+    uint64_t esz = unclip__dtype_size(t->dtype);
+    uint64_t off = ((uint64_t)lo * esz) & ~(uint64_t)255;
+    uint64_t end = ((uint64_t)hi + 1) * esz;
+    end = (end + 3) & ~(uint64_t)3; /* F16: whole 32-bit words */
+    if (end > unclip__vk_buf_size(t->buf))
+        end = unclip__vk_buf_size(t->buf);
+    if (end - off > limit)
+        return false;
+    b->buf = t->buf;
+    b->offset = off;
+    b->bytes = end - off;
+    *base = (int64_t)(off / esz);
+    return true;
+}
+
 const char *
 unclip__shape_str(const struct unclip_tensor *t, char *buf, size_t size)
 {

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "vk/vk.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define UNCLIP_MAX_DIMS 4
@@ -47,6 +48,14 @@ unclip_status unclip__tensor_download_f32(struct unclip_vk *vk, const struct unc
 
 /* Binding helper: the whole tensor, and the rest of its allocation up to the binding limit. */
 struct unclip_vk_bind unclip__tensor_bind(const struct unclip_tensor *t);
+
+/* A binding of part of a tensor: the elements [lo, hi] (0 <= lo <= hi < numel), starting
+ * at the 256-byte boundary at or below element lo (binding offsets must be 256-aligned);
+ * *base receives the element index the binding starts at (shaders index with i - base).
+ * When the whole tensor is at most `limit` bytes it is bound whole (unclip__tensor_bind,
+ * base 0). false when the window is larger than `limit` bytes (nothing written). */
+bool unclip__tensor_window(const struct unclip_tensor *t, int64_t lo, int64_t hi,
+                           uint64_t limit, struct unclip_vk_bind *b, int64_t *base);
 
 /* Shape text like "[2, 77, 768]" into buf (for messages). Returns buf. */
 const char *unclip__shape_str(const struct unclip_tensor *t, char *buf, size_t size);

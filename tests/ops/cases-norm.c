@@ -1,6 +1,8 @@
 /* Op cases: normalisation (group norm, layer norm, softmax) against the double references. */
 #include "ophelp.h"
 
+#include "ops/op-util.h"
+
 #include <string.h>
 
 /* Host values x[i] = base + spread * N(0, 1): a mean far from zero relative to the spread
@@ -163,6 +165,67 @@ run_norm_errors(struct ot_ctx *c, const int64_t *d)
     TU_CHECK(st == UNCLIP_E_INTERNAL, "layer_norm with a gamma of 5 for 3 channels: %d", (int)st);
 }
 
+
+/* ---- split paths ----
+ * Ops split tensors larger than one binding (op-util.h). These cases lower the binding limit
+ * through the test hook so that small, odd-sized tensors take the split path, compare with
+ * the same references, and check that the op really ran in several dispatches. */
+static void
+with_limit(struct ot_ctx *c, const int64_t *d, uint64_t limit,
+           void (*fn)(struct ot_ctx *, const int64_t *), uint64_t min_dispatches)
+{
+    struct unclip_vk_stats before, after;
+    unclip__vk_stats(c->vk, &before);
+    unclip__ops_bind_limit_override = limit;
+    fn(c, d);
+    unclip__ops_bind_limit_override = 0;
+    unclip__vk_stats(c->vk, &after);
+    uint64_t ran = after.dispatches - before.dispatches;
+    TU_CHECK(ran >= min_dispatches, "%s: %llu dispatches with a %llu-byte binding limit, expected "
+             ">= %llu (did the op split?)", c->case_name, (unsigned long long)ran,
+             (unsigned long long)limit, (unsigned long long)min_dispatches);
+    printf("  %-14s %-34s %llu dispatches (limit %llu bytes)\n", c->case_name, "split",
+           (unsigned long long)ran, (unsigned long long)limit);
+}
+
+/* d[5]: the binding limit in bytes. Group norm splits into chunks of whole groups (inside a
+ * sample when one sample is larger than a binding, as Karlo's 960-channel maps at 256x256
+ * are). */
+static void
+split_group_norm(struct ot_ctx *c, const int64_t *d)
+{
+    with_limit(c, d, (uint64_t)d[5], run_group_norm, 6 * 2);
+}
+
+static void
+split_layer_norm(struct ot_ctx *c, const int64_t *d)
+{
+    with_limit(c, d, (uint64_t)d[5], run_layer_norm, 4);
+}
+
+static void
+split_softmax(struct ot_ctx *c, const int64_t *d)
+{
+    with_limit(c, d, (uint64_t)d[5], run_softmax, 4);
+}
+
+/* One group larger than a binding cannot be split (its statistics would need several
+ * passes): a clean error naming the sizes. */
+static void
+split_norm_errors(struct ot_ctx *c, const int64_t *d)
+{
+    (void)d;
+    int64_t xs[4] = {1, 4, 33, 31};
+    struct unclip_tensor *x = ot_input(c, UNCLIP_DT_F32, 4, xs, 1.0f, NULL);
+    struct unclip_tensor *y = ot_output(c, 4, xs);
+    unclip__ops_bind_limit_override = 4096;
+    unclip_status st = unclip__op_group_norm(c->vk, x, NULL, NULL, 2, 1e-5f, NULL, false, y);
+    unclip__ops_bind_limit_override = 0;
+    TU_CHECK(st == UNCLIP_E_INTERNAL && strstr(unclip__vk_err(c->vk)->msg, "one unit of 2046"),
+             "group_norm with a group over the binding limit: %d %s", (int)st,
+             unclip__vk_err(c->vk)->msg);
+}
+
 const struct op_case ot_cases_norm[] = {
     {"group_norm", run_group_norm, {2, 320, 7, 9, 32}},
     {"group_norm", run_group_norm, {3, 23, 5, 7, 23}},
@@ -180,5 +243,14 @@ const struct op_case ot_cases_norm[] = {
     {"softmax", run_softmax, {5, 7, 1}},
     {"softmax", run_softmax, {2, 4099, 10}},
     {"norm_errors", run_norm_errors, {0}},
+    {"split_group_norm", split_group_norm, {2, 64, 33, 31, 32, 16384}},
+    {"split_group_norm", split_group_norm, {2, 320, 8, 8, 32, 8192}},
+    {"split_group_norm", split_group_norm, {3, 23, 5, 7, 23, 1024}},
+    {"split_group_norm", split_group_norm, {1, 96, 9, 13, 32, 2048}},
+    {"split_layer_norm", split_layer_norm, {77, 1280, 0, 0, 0, 16384}},
+    {"split_layer_norm", split_layer_norm, {37, 23, 0, 0, 0, 1024}},
+    {"split_softmax", split_softmax, {81, 1105, 4, 0, 0, 16384}},
+    {"split_softmax", split_softmax, {37, 77, 1, 0, 0, 1024}},
+    {"split_norm_errors", split_norm_errors, {0}},
     {NULL, NULL, {0}},
 };

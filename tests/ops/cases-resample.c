@@ -1,6 +1,8 @@
 /* Op cases: resampling (nearest 2x upsample, 2x2 average pool, antialiased bicubic resize). */
 #include "ophelp.h"
 
+#include "ops/op-util.h"
+
 /* d = {N, C, H, W} */
 static void
 run_upsample(struct ot_ctx *c, const int64_t *d)
@@ -65,6 +67,54 @@ run_resample_errors(struct ot_ctx *c, const int64_t *d)
            unclip__vk_err(c->vk)->msg);
 }
 
+
+/* ---- split paths ----
+ * Ops split tensors larger than one binding (op-util.h). These cases lower the binding limit
+ * through the test hook so that small, odd-sized tensors take the split path, compare with
+ * the same references, and check that the op really ran in several dispatches. */
+static void
+with_limit(struct ot_ctx *c, const int64_t *d, uint64_t limit,
+           void (*fn)(struct ot_ctx *, const int64_t *), uint64_t min_dispatches)
+{
+    struct unclip_vk_stats before, after;
+    unclip__vk_stats(c->vk, &before);
+    unclip__ops_bind_limit_override = limit;
+    fn(c, d);
+    unclip__ops_bind_limit_override = 0;
+    unclip__vk_stats(c->vk, &after);
+    uint64_t ran = after.dispatches - before.dispatches;
+    TU_CHECK(ran >= min_dispatches, "%s: %llu dispatches with a %llu-byte binding limit, expected "
+             ">= %llu (did the op split?)", c->case_name, (unsigned long long)ran,
+             (unsigned long long)limit, (unsigned long long)min_dispatches);
+    printf("  %-14s %-34s %llu dispatches (limit %llu bytes)\n", c->case_name, "split",
+           (unsigned long long)ran, (unsigned long long)limit);
+}
+
+static void
+split_upsample(struct ot_ctx *c, const int64_t *d)
+{
+    with_limit(c, d, 4096, run_upsample, 4);
+}
+
+static void
+split_avgpool(struct ot_ctx *c, const int64_t *d)
+{
+    with_limit(c, d, 4096, run_avgpool, 4);
+}
+
+/* The tap table is bound whole: the limit must hold it (64 KiB does for these sizes). */
+static void
+split_bicubic(struct ot_ctx *c, const int64_t *d)
+{
+    with_limit(c, d, 65536, run_bicubic, 4);
+}
+
+static void
+split_bicubic_small(struct ot_ctx *c, const int64_t *d)
+{
+    with_limit(c, d, 4096, run_bicubic, 4);
+}
+
 const struct op_case ot_cases_resample[] = {
     {"upsample2x", run_upsample, {2, 3, 7, 9}},
     {"upsample2x", run_upsample, {1, 64, 16, 16}},
@@ -80,5 +130,12 @@ const struct op_case ot_cases_resample[] = {
     {"bicubic_aa", run_bicubic, {1, 2, 7, 9, 7, 9}},      /* same size: identity */
     {"bicubic_aa", run_bicubic, {1, 1, 1, 5, 3, 1}},      /* single pixel rows/columns */
     {"resample_errors", run_resample_errors, {0}},
+    {"split_upsample2x", split_upsample, {2, 3, 37, 41}},
+    {"split_avgpool2x", split_avgpool, {1, 5, 81, 77}},
+    {"split_avgpool2x", split_avgpool, {2, 3, 9, 64}},
+    {"split_bicubic_aa", split_bicubic, {1, 3, 64, 64, 256, 256}},
+    {"split_bicubic_aa", split_bicubic_small, {1, 2, 81, 81, 23, 23}},
+    {"split_bicubic_aa", split_bicubic_small, {2, 3, 17, 19, 41, 37}},
+    {"split_bicubic_aa", split_bicubic_small, {1, 3, 37, 41, 37, 41}}, /* identity: a copy */
     {NULL, NULL, {0}},
 };
