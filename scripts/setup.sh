@@ -73,7 +73,7 @@ build)
     install_deps; do_build ;;
 run)
     install_deps; do_build
-    prompt=${1:-"a red circle on the left of a blue square"}
+    prompt=${1:-"a red circle"}
     "$build/cli/unclip" generate --model "$here/data/models/shapes-v1" --seed 1 \
         -o "$here/out.png" "$prompt"
     echo "setup: wrote $here/out.png" ;;
