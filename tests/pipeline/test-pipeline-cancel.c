@@ -1,4 +1,5 @@
-/* Cancel and out-of-device-memory on a short variations run (tiny golden model):
+/* Cancel and out-of-device-memory on a short variations run (a small copy of the tiny golden
+ * model: golden weights, 8x8 decoder and 32x32 super-res pictures, see tp_small_model):
  *   - a cancel callback that says stop at its k-th poll (k from the first to the last poll of
  *     a full run) makes the run return UNCLIP_E_CANCELLED with at most one more GPU
  *     submission, never asks the callback again, frees every device byte it took, leaves the
@@ -49,11 +50,15 @@ main(void)
     if (!ctx)
         return 77;
     struct unclip_vk *vk = ctx->vk;
-    struct unclip_model *m = tp_model(ctx, "models/tiny-karlo-variations");
+    char *dir = tp_small_model("models/tiny-karlo-variations");
+    struct unclip_model *m = tp_model_at(ctx, dir);
     int32_t E = 0;
     float *emb = tp_embedding(1, &E);
-    if (!m || !emb)
+    if (!m || !emb) {
+        if (dir)
+            tp_rmtree(dir);
         return tu_summary("pipeline-cancel");
+    }
     struct unclip_source s = {.kind = UNCLIP_SOURCE_EMBEDDING, .embedding = emb, .embed_dim = E};
     char *tmp = g_build_filename(g_get_tmp_dir(), "unclip-cancel-XXXXXX", NULL);
     TU_CHECK(g_mkdtemp(tmp) != NULL, "mkdtemp");
@@ -148,6 +153,8 @@ main(void)
     g_free(dump);
     g_free(emb);
     unclip_model_free(m);
+    tp_rmtree(dir);
+    g_free(dir);
     unclip_ctx_free(ctx);
     return tu_summary("pipeline-cancel");
 }

@@ -5,13 +5,16 @@
 #define UNCLIP_TEST_PIPELINE_COMMON_H
 
 #include "core/alloc.h"
+#include "io/model-dir.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
 #include "testutil.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static inline char *
 tp_model_dir(const char *name)
@@ -42,6 +45,117 @@ tp_model(struct unclip_ctx *ctx, const char *name)
     TU_CHECK(st == UNCLIP_OK, "opening %s: %s", dir, unclip_ctx_last_error(ctx));
     g_free(dir);
     return m;
+}
+
+/* Picture sizes of the small copies (tp_small_model): the decoder and super-res UNets halve
+ * 3 times, so 8 is the smallest decoder size, and 32 keeps the golden 4x upscale. */
+#define TP_SMALL_DECODER 8
+#define TP_SMALL_SR 32
+
+/* Copies `text` with the number after "sample_size": replaced by `size` (NULL: no such key). */
+static inline char *
+tp_config_resized(const char *text, int size)
+{
+    const char *key = strstr(text, "\"sample_size\"");
+    if (!key)
+        return NULL;
+    const char *v = strchr(key, ':');
+    if (!v)
+        return NULL;
+    v++;
+    while (*v == ' ')
+        v++;
+    const char *end = v;
+    while (*end >= '0' && *end <= '9')
+        end++;
+    if (end == v)
+        return NULL;
+    return g_strdup_printf("%.*s%d%s", (int)(v - text), text, size, end);
+}
+
+/* A temporary copy of golden model `name` ("models/tiny-karlo", ...) for tests of pipeline
+ * logic that compare runs with each other, not with goldens (frames, cancel): every file is a
+ * symlink to the golden file it resolves to (git link stubs followed), except the decoder's
+ * and both super-res nets' config.json, whose sample_size becomes TP_SMALL_DECODER /
+ * TP_SMALL_SR. Same weights, stages, draws, schedulers and bookkeeping as the golden model,
+ * for 1/16 of the UNet work (which is nearly all of a tiny run). Returns the folder (remove it
+ * with tp_rmtree and g_free it), NULL after a failed check. */
+static inline char *
+tp_small_model(const char *name)
+{
+    char *src = g_canonicalize_filename(tu_golden_path(name), NULL);
+    char *dst = g_build_filename(g_get_tmp_dir(), "unclip-small-XXXXXX", NULL);
+    bool ok = g_mkdtemp(dst) != NULL;
+    TU_CHECK(ok, "mkdtemp %s", dst);
+    GDir *top = ok ? g_dir_open(src, 0, NULL) : NULL;
+    TU_CHECK(top != NULL, "cannot list %s", src);
+    const char *comp;
+    while (ok && top && (comp = g_dir_read_name(top))) {
+        char *sp = g_build_filename(src, comp, NULL), *dp = g_build_filename(dst, comp, NULL);
+        GDir *sub = NULL;
+        if (!g_file_test(sp, G_FILE_TEST_IS_DIR)) {
+            ok = symlink(sp, dp) == 0; /* model_index.json */
+        } else if ((ok = g_mkdir(dp, 0700) == 0 && (sub = g_dir_open(sp, 0, NULL)))) {
+            const char *file;
+            bool resize = !strcmp(comp, "decoder") || !strcmp(comp, "super_res_first") ||
+                          !strcmp(comp, "super_res_last");
+            while (ok && (file = g_dir_read_name(sub))) {
+                char *f = g_build_filename(sp, file, NULL), *d = g_build_filename(dp, file, NULL);
+                char *real = NULL;
+                struct unclip_err e = {0};
+                ok = unclip__model_file_resolve(f, &real, &e) == UNCLIP_OK;
+                TU_CHECK(ok, "%s", e.msg);
+                char *abs = ok ? g_canonicalize_filename(real, NULL) : NULL;
+                if (ok && resize && !strcmp(file, "config.json")) {
+                    gchar *text = NULL, *small = NULL;
+                    ok = g_file_get_contents(abs, &text, NULL, NULL) &&
+                         (small = tp_config_resized(text, !strcmp(comp, "decoder")
+                                                              ? TP_SMALL_DECODER : TP_SMALL_SR));
+                    ok = ok && g_file_set_contents(d, small, -1, NULL);
+                    g_free(text);
+                    g_free(small);
+                } else if (ok) {
+                    ok = symlink(abs, d) == 0;
+                }
+                TU_CHECK(ok, "small copy of %s: %s", f, d);
+                g_free(abs);
+                unclip__free(real);
+                g_free(f);
+                g_free(d);
+            }
+        }
+        TU_CHECK(ok, "small copy of %s", sp);
+        if (sub)
+            g_dir_close(sub);
+        g_free(sp);
+        g_free(dp);
+    }
+    if (top)
+        g_dir_close(top);
+    g_free(src);
+    if (!ok) {
+        g_free(dst);
+        return NULL;
+    }
+    return dst;
+}
+
+static inline void
+tp_rmtree(const char *dir)
+{
+    gchar *rm[] = {"rm", "-rf", (gchar *)dir, NULL};
+    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+}
+
+/* Opens a model folder given by path. */
+static inline struct unclip_model *
+tp_model_at(struct unclip_ctx *ctx, const char *dir)
+{
+    struct unclip_model *m = NULL;
+    unclip_status st = dir ? unclip_model_open(ctx, dir, &m) : UNCLIP_E_ARG;
+    TU_CHECK(st == UNCLIP_OK, "opening %s: %s", dir ? dir : "(no folder)",
+             unclip_ctx_last_error(ctx));
+    return st == UNCLIP_OK ? m : NULL;
 }
 
 /* Short runs: the smallest step counts the schedulers allow. */

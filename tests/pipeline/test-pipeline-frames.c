@@ -1,4 +1,5 @@
-/* Interpolation and text diffs on the tiny golden models (short runs):
+/* Interpolation and text diffs on small copies of the tiny golden models (golden weights,
+ * 8x8 decoder and 32x32 super-res pictures: tp_small_model) in short runs:
  *   - the first and last interpolation frames are, bit for bit, the ends' own pictures with
  *     the same seed (variations of two images; text to image of two prompts), and their
  *     image embeddings are the ends' embeddings; the middle frame differs from both;
@@ -66,9 +67,14 @@ check_same(const char *what, const struct unclip_image *a, const struct unclip_i
 static void
 test_images(struct unclip_ctx *ctx)
 {
-    struct unclip_model *m = tp_model(ctx, "models/tiny-karlo-variations");
-    if (!m)
+    char *dir = tp_small_model("models/tiny-karlo-variations");
+    struct unclip_model *m = tp_model_at(ctx, dir);
+    if (!m) {
+        if (dir)
+            tp_rmtree(dir);
+        g_free(dir);
         return;
+    }
     struct unclip_image i0 = tp_image(0), i2 = tp_image(2);
     struct unclip_source s0 = {.kind = UNCLIP_SOURCE_IMAGE, .image = &i0};
     struct unclip_source s2 = {.kind = UNCLIP_SOURCE_IMAGE, .image = &i2};
@@ -90,7 +96,8 @@ test_images(struct unclip_ctx *ctx)
     TU_CHECK(st == UNCLIP_OK, "variations of picture 2: %s", unclip_ctx_last_error(ctx));
     if (!r0.n_images || !r2.n_images)
         goto out;
-    TU_CHECK(r0.n_images == 1 && r0.images[0].width == 128 && r0.images[0].channels == 3,
+    TU_CHECK(r0.n_images == 1 && r0.images[0].width == TP_SMALL_SR &&
+                 r0.images[0].height == TP_SMALL_SR && r0.images[0].channels == 3,
              "variations: %d pictures of %dx%d", (int)r0.n_images, (int)r0.images[0].width,
              (int)r0.images[0].height);
     const char *want_stages[] = {"text_encoder", "image_encoder", "decoder", "super_res_first",
@@ -111,7 +118,7 @@ test_images(struct unclip_ctx *ctx)
     TU_CHECK(unclip__st_open(dfile, &f, &e) == UNCLIP_OK, "dump: %s", e.msg);
     if (f) {
         const struct unclip_st_tensor *t = unclip__st_find(f, "images_u8");
-        TU_CHECK(t && t->dtype == UNCLIP_DT_U8 && t->numel == 128 * 128 * 3 &&
+        TU_CHECK(t && t->dtype == UNCLIP_DT_U8 && t->numel == TP_SMALL_SR * TP_SMALL_SR * 3 &&
                      !memcmp(t->data, r0.images[0].pixels, (size_t)t->numel),
                  "dump: images_u8 is not the picture returned");
         const char *names[] = {"text_encoder_call0_input_ids", "image_encoder_pixel_values",
@@ -212,14 +219,21 @@ out:
     g_free(i0.pixels);
     g_free(i2.pixels);
     unclip_model_free(m);
+    tp_rmtree(dir);
+    g_free(dir);
 }
 
 static void
 test_prompts(struct unclip_ctx *ctx)
 {
-    struct unclip_model *m = tp_model(ctx, "models/tiny-karlo");
-    if (!m)
+    char *dir = tp_small_model("models/tiny-karlo");
+    struct unclip_model *m = tp_model_at(ctx, dir);
+    if (!m) {
+        if (dir)
+            tp_rmtree(dir);
+        g_free(dir);
         return;
+    }
     const char *a = "a high-resolution photograph of a big red frog on a green leaf.";
     const char *b = "a blue square";
     struct unclip_run_params p = tp_params(1234);
@@ -247,6 +261,8 @@ test_prompts(struct unclip_ctx *ctx)
     unclip_result_clear(&gb);
     unclip_result_clear(&fr);
     unclip_model_free(m);
+    tp_rmtree(dir);
+    g_free(dir);
 }
 
 int
