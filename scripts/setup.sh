@@ -11,15 +11,20 @@
 # The build goes to build/ (override with BUILD_DIR). Everything runs on this machine: the
 # engine needs only a Vulkan driver (Mesa's lavapipe when there is no GPU).
 #
-# `test` without ARGS (what CI runs) first runs `meson test` on build/, then the reliability
-# parts, each timed, with a summary line at the end; any failure makes the exit code 1:
-#   asan        the suite again in an ASan+UBSan build (build-asan/; leaks checked; the
-#               python, plugin and po suites skipped there)
-#   validation  the op and model tests with UNCLIP_VALIDATION=1 (Khronos validation layer;
-#               any validation message fails the test)
-#   faults      the deeper fault-injection sweep over a text-to-image run (--depth 4)
-#   fuzz        tests/fuzz/run-fuzz.sh: each libFuzzer target for UNCLIP_FUZZ_SECONDS (60)
-# UNCLIP_TEST_PARTS="asan fuzz" picks some of them; UNCLIP_TEST_PARTS=none skips them.
+# `test` without ARGS (what CI runs) first runs `meson test` on build/ (every suite but the
+# GIMP plug-in's), then the reliability parts, each timed, with a summary line at the end; any
+# failure makes the exit code 1. UNCLIP_TEST_PARTS="..." picks parts (none: only meson test):
+#   asan        default: the fast suites (io, tokenizer, fuzz replays, reliability: the fault,
+#               cancel and budget runs) again in an ASan+UBSan build (build-asan/; LeakSanitizer
+#               on; only the executables those tests need are built)
+#   validation  default: the op and model suites with UNCLIP_VALIDATION=1 (Khronos validation
+#               layer; any validation message fails the test)
+#   fuzz        default: tests/fuzz/run-fuzz.sh, each libFuzzer target for UNCLIP_FUZZ_SECONDS
+#               (60) under ASan+UBSan (build-fuzz/, clang), two targets at a time
+#   asan-full   every suite but python, plugin and po in the ASan+UBSan build (long)
+#   validation-full  the same suites with the validation layer (long)
+#   faults-deep the fault-injection sweep with deeper call stacks (--depth 4; long)
+# Measured on 2 cores (lavapipe): see the README's "Tests" section.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -103,38 +108,81 @@ test)
     part main meson test -C "$build" --print-errorlogs --num-processes "$(nproc)" \
         --no-suite plugin "$@"
 
-    parts=${UNCLIP_TEST_PARTS:-asan validation faults fuzz}
+    parts=${UNCLIP_TEST_PARTS:-asan validation fuzz}
     [ $# -gt 0 ] && parts=${UNCLIP_TEST_PARTS:-none}  # ARGS: just that meson test
     asan=${ASAN_BUILD_DIR:-$here/build-asan}
-    asan_build() {
-        if [ ! -f "$asan/build.ninja" ]; then
-            meson setup "$asan" "$here" -Db_sanitize=address,undefined -Db_lundef=false \
-                -Dtorch_tests=disabled -Dplugin=disabled
-        fi
-        ninja -C "$asan" -j "$(nproc)"
+    # select_tests BUILD WORD...: the names of the tests whose suite or name is one of the
+    # WORDs, one a line; with SELECT_TARGETS=1 the ninja targets they need instead.
+    select_tests() {
+        /usr/bin/python3 - "$@" <<'PY'
+import json, os, subprocess, sys
+build, words = sys.argv[1], set(sys.argv[2:])
+def info(what):
+    return json.loads(subprocess.check_output(['meson', 'introspect', build, what]))
+files = {t['id']: t['filename'] for t in info('--targets')}
+out = []
+for t in info('--tests'):
+    suites = {s.split(':', 1)[-1] for s in t['suite']}
+    if t['name'] in words or suites & words:
+        if os.environ.get('SELECT_TARGETS') == '1':
+            out += [os.path.relpath(f, build) for d in t['depends'] for f in files.get(d, [])]
+        else:
+            out.append(t['name'])
+print('\n'.join(dict.fromkeys(out)))
+PY
     }
+    # sub_test BUILD WORD... [-- MESON-TEST-ARGS]: builds only what the selected tests need,
+    # then runs them (no rebuild of the rest).
+    sub_test() {
+        local b=$1 words=() extra=()
+        shift
+        while [ $# -gt 0 ] && [ "$1" != -- ]; do words+=("$1"); shift; done
+        [ $# -gt 0 ] && shift && extra=("$@")
+        local names targets
+        names=$(select_tests "$b" "${words[@]}") || return 1
+        targets=$(SELECT_TARGETS=1 select_tests "$b" "${words[@]}") || return 1
+        # shellcheck disable=SC2086
+        ninja -C "$b" -j "$(nproc)" $targets || return 1
+        # shellcheck disable=SC2086
+        meson test -C "$b" --no-rebuild --print-errorlogs --num-processes "$(nproc)" \
+            "${extra[@]}" $names
+    }
+    asan_setup() {
+        [ -f "$asan/build.ninja" ] && return 0
+        meson setup "$asan" "$here" -Db_sanitize=address,undefined -Db_lundef=false \
+            -Dtorch_tests=disabled -Dplugin=disabled
+    }
+    # under_asan WORD... [-- MESON-TEST-ARGS]: sub_test in the ASan+UBSan build, leaks checked
+    under_asan() (
+        export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+        export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+        export LSAN_OPTIONS=suppressions="$here/tests/reliability/lsan.supp":print_suppressions=0
+        sub_test "$asan" "$@"
+    )
+    all_suites=(ops io clip models pipeline cli download fuzz reliability defaultmodel)
     for p in $parts; do
         case "$p" in
         asan)
-            part asan-build asan_build
-            part asan env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-                LSAN_OPTIONS=suppressions="$here/tests/reliability/lsan.supp":print_suppressions=0 \
-                meson test -C "$asan" --print-errorlogs --num-processes "$(nproc)" \
-                --no-suite python --no-suite plugin --no-suite po --timeout-multiplier 4 ;;
+            part asan-setup asan_setup
+            part asan under_asan io tokenizer fuzz reliability -- --timeout-multiplier 3 ;;
+        asan-full)
+            part asan-setup asan_setup
+            part asan-full under_asan "${all_suites[@]}" -- --timeout-multiplier 4 ;;
         validation)
-            part validation env UNCLIP_VALIDATION=1 meson test -C "$build" --print-errorlogs \
-                --num-processes "$(nproc)" --suite ops --suite models --suite clip \
-                --timeout-multiplier 4 ;;
-        faults)
-            part faults meson test -C "$build" --print-errorlogs \
-                reliability-faults --test-args '--depth 4 --check-every 4' \
-                --timeout-multiplier 2 ;;
+            part validation env UNCLIP_VALIDATION=1 UNCLIP_REQUIRE_VALIDATION=1 \
+                sub_test "$build" ops models reliability-vk -- --timeout-multiplier 4 ;;
+        validation-full)
+            part validation-full env UNCLIP_VALIDATION=1 UNCLIP_REQUIRE_VALIDATION=1 \
+                sub_test "$build" "${all_suites[@]}" -- --timeout-multiplier 4 ;;
+        faults-deep)
+            part faults-deep meson test -C "$build" --no-rebuild --print-errorlogs \
+                reliability-faults --test-args '--depth 4' --timeout-multiplier 3 ;;
         fuzz)
-            part fuzz env FUZZ_BUILD_DIR="$here/build-fuzz" \
+            part fuzz env FUZZ_BUILD_DIR="$here/build-fuzz" FUZZ_JOBS="${FUZZ_JOBS:-2}" \
                 "$here/tests/fuzz/run-fuzz.sh" "${UNCLIP_FUZZ_SECONDS:-60}" ;;
         none) ;;
-        *) echo "setup: unknown test part '$p'" >&2; n_failed=$((n_failed + 1)) ;;
+        *) echo "setup: unknown test part '$p'" >&2; summary+=("$p unknown")
+           n_failed=$((n_failed + 1)) ;;
         esac
     done
     total=$(( $(date +%s) - t_start ))

@@ -12,6 +12,7 @@
 #include "models/text-proj.h"
 #include "models/unet.h"
 
+#include <stdio.h>
 #include <string.h>
 
 unclip_status
@@ -45,6 +46,19 @@ unclip__weights_device_bytes(const struct unclip_model_dir *d, const char *compo
     return UNCLIP_OK;
 }
 
+/* Bytes for a message: KiB below 1 MiB (tiny models and test budgets), MiB below 10 GiB,
+ * then GiB; one decimal. */
+static void
+fmt_bytes(char *buf, size_t n, uint64_t v)
+{
+    if (v < (1u << 20))
+        snprintf(buf, n, "%.1f KiB", (double)v / 1024.0);
+    else if (v < (10ull << 30))
+        snprintf(buf, n, "%.1f MiB", (double)v / 1048576.0);
+    else
+        snprintf(buf, n, "%.1f GiB", (double)v / 1073741824.0);
+}
+
 unclip_status
 unclip__stage_budget(struct unclip__run *r, const char *stage, const char *const *components,
                      int32_t n, uint64_t activations)
@@ -58,7 +72,28 @@ unclip__stage_budget(struct unclip__run *r, const char *stage, const char *const
             return st; /* the loader would fail the same way; say so now */
         weights += b;
     }
-    return unclip__vk_budget_check(r->vk, stage, weights, activations);
+    uint64_t avail = 0;
+    const char *src = "";
+    uint64_t budget = unclip__vk_budget(r->vk, &avail, &src);
+    uint64_t need = weights + activations;
+    if (need <= avail)
+        return UNCLIP_OK;
+    char s_need[32], s_w[32], s_a[32], s_avail[32], s_budget[32], s_held[32];
+    fmt_bytes(s_need, sizeof s_need, need);
+    fmt_bytes(s_w, sizeof s_w, weights);
+    fmt_bytes(s_a, sizeof s_a, activations);
+    fmt_bytes(s_avail, sizeof s_avail, avail);
+    fmt_bytes(s_budget, sizeof s_budget, budget);
+    fmt_bytes(s_held, sizeof s_held, budget > avail ? budget - avail : 0);
+    if (!strcmp(s_need, s_avail)) { /* rounded alike: the exact figures tell them apart */
+        snprintf(s_need, sizeof s_need, "%llu bytes", (unsigned long long)need);
+        snprintf(s_avail, sizeof s_avail, "%llu bytes", (unsigned long long)avail);
+    }
+    return unclip__fail(r->err, UNCLIP_E_DEVICE_NOMEM,
+                        "%s needs %s of device memory (weights %s + activations %s) but only "
+                        "%s is available on %s (budget %s from %s, %s of it in use)",
+                        stage, s_need, s_w, s_a, s_avail, unclip__vk_info(r->vk)->name,
+                        s_budget, src, s_held);
 }
 
 unclip_status

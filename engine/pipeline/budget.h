@@ -17,8 +17,11 @@ unclip_status unclip__weights_device_bytes(const struct unclip_model_dir *d, con
                                            bool fp32, uint64_t *out, struct unclip_err *err);
 
 /* Checks that the weights of components[0..n) plus `activations` bytes fit what the device
- * has left (unclip__vk_budget_check: UNCLIP_E_DEVICE_NOMEM naming `stage`, the need and the
- * budget). Call at the stage's entry, before loading. Errors in r->err. */
+ * has left (unclip__vk_budget). Call at the stage's entry, before loading. When they do not:
+ * UNCLIP_E_DEVICE_NOMEM in r->err, e.g. "decoder needs 6.4 MiB of device memory (weights
+ * 4.5 MiB + activations 1.9 MiB) but only 4.0 MiB is available on <device> (budget 4.0 MiB
+ * from <source>, 0.0 KiB of it in use)"; figures in KiB below 1 MiB, exact bytes when need
+ * and available would round alike. */
 unclip_status unclip__stage_budget(struct unclip__run *r, const char *stage,
                                    const char *const *components, int32_t n,
                                    uint64_t activations);

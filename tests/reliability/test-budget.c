@@ -9,6 +9,7 @@
 #include "pipeline/budget.h"
 #include "rel-common.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 static const char *prompt = "a red circle on the left of a blue square";
@@ -27,6 +28,36 @@ stage_index(const char *msg)
             return i;
     }
     return -1;
+}
+
+/* The figure after `key` in msg ("4.5 MiB", "62.3 KiB", "1.2 GiB" or "123 bytes") in bytes;
+ * -1 when absent. */
+static double
+figure(const char *msg, const char *key)
+{
+    const char *p = strstr(msg, key);
+    if (!p)
+        return -1;
+    char *end;
+    double v = strtod(p + strlen(key), &end);
+    if (end == p + strlen(key))
+        return -1;
+    if (!strncmp(end, " KiB", 4))
+        return v * 1024.0;
+    if (!strncmp(end, " MiB", 4))
+        return v * 1048576.0;
+    if (!strncmp(end, " GiB", 4))
+        return v * 1073741824.0;
+    if (!strncmp(end, " bytes", 6))
+        return v;
+    return -1;
+}
+
+/* Relative rounding of a one-decimal figure of value v (KiB below 1 MiB, then MiB). */
+static double
+slack(double v)
+{
+    return v < 1048576.0 ? 0.05 * 1024.0 : 0.05 * 1048576.0;
 }
 
 static void
@@ -103,14 +134,37 @@ test_small_budgets(void)
             n_fail++;
             int k = stage_index(msg);
             printf("  budget %7.3f MiB: %s\n", mib, msg);
-            TU_CHECK(st == UNCLIP_E_DEVICE_NOMEM && k >= 0 && strstr(msg, "MiB of device memory") &&
-                         strstr(msg, "activations") && strstr(msg, "is available") &&
-                         strstr(msg, "from UNCLIP_DEVICE_BUDGET"),
+            TU_CHECK(st == UNCLIP_E_DEVICE_NOMEM && k >= 0 && strstr(msg, "of device memory") &&
+                         strstr(msg, "is available") && strstr(msg, "from UNCLIP_DEVICE_BUDGET"),
                      "budget %.3f MiB: status %d, '%s'", mib, (int)st, msg);
-            char want[64];
-            snprintf(want, sizeof want, "budget %.1f MiB", mib);
-            TU_CHECK(strstr(msg, want) != NULL, "budget %.3f MiB: the message lacks '%s'", mib,
-                     want);
+            /* the figures: need = weights + activations > available <= budget = the one set,
+             * weights = the header estimate of the stage's components */
+            char key[64];
+            snprintf(key, sizeof key, "%s needs ", k >= 0 ? stage_order[k] : "?");
+            double need = figure(msg, key), w = figure(msg, "(weights "),
+                   a = figure(msg, " + activations "), av = figure(msg, "but only "),
+                   bud = figure(msg, "(budget ");
+            TU_CHECK(need > 0 && w > 0 && a >= 0 && av >= 0 && bud > 0, "budget %.3f MiB: "
+                     "figures missing in '%s'", mib, msg);
+            TU_CHECK(need > av, "budget %.3f MiB: needs %.0f bytes, %.0f available: '%s'", mib,
+                     need, av, msg);
+            TU_CHECK(fabs(bud - kib * 1024.0) <= slack(bud) && av <= bud + slack(bud),
+                     "budget %.3f MiB: the message says budget %.0f bytes, available %.0f", mib,
+                     bud, av);
+            TU_CHECK(fabs(need - (w + a)) <= slack(need) + slack(w) + slack(a), "budget %.3f MiB:"
+                     " need %.0f != weights %.0f + activations %.0f", mib, need, w, a);
+            if (k >= 0) {
+                uint64_t est = 0, b = 0;
+                struct unclip_err e = {0};
+                if (!strcmp(stage_order[k], "decoder") &&
+                    !unclip__weights_device_bytes(m->dir, "text_proj", false, &b, &e))
+                    est += b;
+                if (!unclip__weights_device_bytes(m->dir, stage_order[k], false, &b, &e))
+                    est += b;
+                TU_CHECK(fabs(w - (double)est) <= slack(w), "budget %.3f MiB: %s weights %.0f in "
+                         "the message, estimate %llu", mib, stage_order[k], w,
+                         (unsigned long long)est);
+            }
             TU_CHECK(k >= last_stage, "budget %.3f MiB: %s fails after %s failed with less", mib,
                      k >= 0 ? stage_order[k] : "?",
                      last_stage >= 0 ? stage_order[last_stage] : "?");

@@ -2,11 +2,16 @@
  *   - watchdog: no submission carries more work than the bound (vk stats), none has a single
  *     dispatch above it, and the longest fence wait is printed; checked at the default bound
  *     and at a small one (UNCLIP_WORK_BOUND, many more submissions and cancel points);
- *   - cancel at 50 random moments: a timer thread raises a flag after a random delay within
- *     the run's duration and the cancel callback returns it. A run that sees it returns
- *     UNCLIP_E_CANCELLED with at most one more submission after the callback first said stop,
- *     never asks again, leaves the result untouched, writes no dump folder, and gives every
- *     device byte and host block back; a run that ends first makes the reference picture.
+ *   - cancel at 50 random moments: a full run polls the cancel callback P times (once per
+ *     finished submission); each of the 50 picks a poll index uniformly in [1, P] and the
+ *     callback says stop from there on. Moments are counted in polls, not milliseconds, so
+ *     every one lands inside the run however loaded the machine is (a timer would often
+ *     fire after the end on a busy CI machine). The run must return UNCLIP_E_CANCELLED with
+ *     at most one more submission after the callback first said stop, never ask again, leave
+ *     the result untouched, write no dump folder, and give every device byte and host block
+ *     back;
+ *   - 10 more cancels come from another thread after a random delay (as a GUI's Stop button):
+ *     a run that sees it obeys the same rules, one that ends first makes the reference picture.
  * Prints the cancels tried, how many stopped a run, and the submissions after the cancel. */
 #include "rel-common.h"
 
@@ -15,11 +20,13 @@
 
 struct canceller {
     struct unclip_vk *vk;
-    atomic_bool raised;
+    atomic_bool raised;  /* set by the timer thread */
+    int64_t stop_at;     /* > 0: say stop from this poll on (1-based) */
     int64_t polls;
     int64_t polls_after; /* polls after the first "stop" */
     bool fired;
     uint64_t subs_at_fire;
+    double t_fire; /* rel_seconds() at the first "stop" */
 };
 
 static bool
@@ -31,10 +38,11 @@ on_cancel(void *user)
         c->polls_after++;
         return true;
     }
-    if (atomic_load(&c->raised)) {
+    if ((c->stop_at > 0 && c->polls >= c->stop_at) || atomic_load(&c->raised)) {
         struct unclip_vk_stats s;
         unclip__vk_stats(c->vk, &s);
         c->subs_at_fire = s.submissions;
+        c->t_fire = rel_seconds();
         c->fired = true;
         return true;
     }
@@ -134,15 +142,40 @@ main(void)
     TU_CHECK(g_mkdtemp(tmpdir) != NULL, "mkdtemp");
     char *dump = g_build_filename(tmpdir, "dump", NULL);
 
+    /* P: polls of the cancel callback in a full run (it never says stop here). */
+    struct canceller count = {.vk = vk};
+    atomic_init(&count.raised, false);
+    struct unclip_run_params pc = rel_params(7);
+    pc.cancel_cb = on_cancel;
+    pc.user_data = &count;
+    unclip_status st = unclip_run_text_to_image(m, prompt, &pc, &tmp);
+    TU_CHECK(st == UNCLIP_OK && rel_same_result(&tmp, &ref), "a run with a cancel callback "
+             "that never stops: status %d (%s)", (int)st, unclip_ctx_last_error(ctx));
+    unclip_result_clear(&tmp);
+    const int64_t P = count.polls;
+    TU_CHECK(P >= 50, "a full run polls the cancel callback only %lld times", (long long)P);
+
     struct tu_rng rng;
     tu_rng_seed(&rng, 2024);
-    int tried = 0, cancelled = 0, completed = 0;
+    const int n_polled = 50, n_timed = 10;
+    int tried = 0, cancelled = 0, completed = 0, timed_cancelled = 0;
     uint64_t max_after = 0;
-    for (int i = 0; i < 50; i++) {
+    double max_return_ms = 0;
+    for (int i = 0; i < n_polled + n_timed; i++) {
+        bool timed = i >= n_polled;
         struct canceller c = {.vk = vk};
         atomic_init(&c.raised, false);
         struct timer t = {.c = &c,
                           .delay_us = (gint64)(tu_rng_uniform(&rng, 0.0f, 1.05f) * run_s * 1e6)};
+        if (!timed)
+            c.stop_at = 1 + (int64_t)(tu_rng_u64(&rng) % (uint64_t)(P > 0 ? P : 1));
+        char moment[64];
+        if (timed)
+            snprintf(moment, sizeof moment, "timed cancel %d (%.0f ms)", i - n_polled,
+                     t.delay_us / 1e3);
+        else
+            snprintf(moment, sizeof moment, "cancel %d (poll %lld of %lld)", i,
+                     (long long)c.stop_at, (long long)P);
         struct unclip_run_params p = rel_params(7);
         p.cancel_cb = on_cancel;
         p.user_data = &c;
@@ -150,19 +183,22 @@ main(void)
         struct unclip_result res;
         memset(&res, 0x5a, sizeof res);
         struct unclip_result before = res;
-        GThread *th = g_thread_new("cancel-timer", timer_main, &t);
-        unclip_status st = unclip_run_text_to_image(m, prompt, &p, &res);
-        g_thread_join(th);
+        GThread *th = timed ? g_thread_new("cancel-timer", timer_main, &t) : NULL;
+        st = unclip_run_text_to_image(m, prompt, &p, &res);
+        double t_end = rel_seconds();
+        if (th)
+            g_thread_join(th);
         tried++;
         struct unclip_vk_stats s;
         unclip__vk_stats(vk, &s);
         if (st == UNCLIP_OK) {
             completed++;
-            TU_CHECK(!c.fired && rel_same_result(&res, &ref), "cancel %d (%.0f ms): the run "
-                     "completed %s", i, t.delay_us / 1e3,
-                     c.fired ? "after the callback said stop" : "with another picture");
-            TU_CHECK(g_file_test(dump, G_FILE_TEST_IS_DIR), "cancel %d: a completed run "
-                     "wrote no dump", i);
+            TU_CHECK(timed && !c.fired && rel_same_result(&res, &ref), "%s: the run "
+                     "completed %s", moment,
+                     !timed ? "although the callback said stop"
+                     : c.fired ? "after the callback said stop" : "with another picture");
+            TU_CHECK(g_file_test(dump, G_FILE_TEST_IS_DIR), "%s: a completed run wrote no "
+                     "dump", moment);
             unclip_result_clear(&res);
             gchar *rm[] = {"rm", "-rf", dump, NULL};
             g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL,
@@ -170,27 +206,40 @@ main(void)
             continue;
         }
         cancelled++;
+        timed_cancelled += timed;
         uint64_t after = s.submissions - c.subs_at_fire;
         if (after > max_after)
             max_after = after;
-        TU_CHECK(st == UNCLIP_E_CANCELLED && c.fired, "cancel %d (%.0f ms): status %d (%s)", i,
-                 t.delay_us / 1e3, (int)st, unclip_ctx_last_error(ctx));
-        TU_CHECK(after <= 1, "cancel %d: %llu submissions after the callback said stop", i,
+        if (c.fired && (t_end - c.t_fire) * 1e3 > max_return_ms)
+            max_return_ms = (t_end - c.t_fire) * 1e3;
+        TU_CHECK(st == UNCLIP_E_CANCELLED && c.fired, "%s: status %d (%s)", moment, (int)st,
+                 unclip_ctx_last_error(ctx));
+        TU_CHECK(strstr(unclip_ctx_last_error(ctx), "cancel") != NULL, "%s: message '%s'",
+                 moment, unclip_ctx_last_error(ctx));
+        TU_CHECK(after <= 1, "%s: %llu submissions after the callback said stop", moment,
                  (unsigned long long)after);
-        TU_CHECK(c.polls_after == 0, "cancel %d: the callback was asked %lld more times", i,
+        TU_CHECK(c.polls_after == 0, "%s: the callback was asked %lld more times", moment,
                  (long long)c.polls_after);
-        TU_CHECK(!memcmp(&res, &before, sizeof res), "cancel %d: the result was written", i);
-        TU_CHECK(!g_file_test(dump, G_FILE_TEST_EXISTS), "cancel %d: a dump was written", i);
-        TU_CHECK(unclip__vk_mem_in_use(vk) == mem_base, "cancel %d: %llu device bytes in use, "
-                 "%llu before", i, (unsigned long long)unclip__vk_mem_in_use(vk),
+        TU_CHECK(!timed || c.polls <= P, "%s: %lld polls, a full run has %lld", moment,
+                 (long long)c.polls, (long long)P);
+        TU_CHECK(!memcmp(&res, &before, sizeof res), "%s: the result was written", moment);
+        TU_CHECK(!g_file_test(dump, G_FILE_TEST_EXISTS), "%s: a dump was written", moment);
+        TU_CHECK(unclip__vk_mem_in_use(vk) == mem_base, "%s: %llu device bytes in use, %llu "
+                 "before", moment, (unsigned long long)unclip__vk_mem_in_use(vk),
                  (unsigned long long)mem_base);
-        TU_CHECK(unclip__alloc_live() == live_base, "cancel %d: %lld host blocks live, %lld "
-                 "after a full run", i, (long long)unclip__alloc_live(), (long long)live_base);
+        TU_CHECK(unclip__alloc_live() == live_base, "%s: %lld host blocks live, %lld after a "
+                 "full run", moment, (long long)unclip__alloc_live(), (long long)live_base);
     }
-    printf("  cancels tried: %d at random moments of a %.2f s run; %d stopped the run (at most "
-           "%llu submission after the stop), %d came after the end\n", tried, run_s, cancelled,
-           (unsigned long long)max_after, completed);
-    TU_CHECK(cancelled >= 40, "only %d of %d cancels stopped a run", cancelled, tried);
+    struct unclip_vk_stats s_end;
+    unclip__vk_stats(vk, &s_end);
+    printf("  cancels tried: %d (%d at random polls of the %lld a full run makes, %d from a "
+           "timer thread within a %.2f s run); %d stopped the run (%d of the timed), at most "
+           "%llu submission after the stop, returned at most %.1f ms after it (longest submission "
+           "%.1f ms); %d timed ones came after the end\n", tried, n_polled, (long long)P,
+           n_timed, run_s, cancelled, timed_cancelled, (unsigned long long)max_after,
+           max_return_ms, s_end.max_submission_ms, completed);
+    TU_CHECK(cancelled - timed_cancelled == n_polled, "only %d of %d cancels stopped a run",
+             cancelled - timed_cancelled, n_polled);
 
     /* and the model still works */
     struct unclip_result again = {0};

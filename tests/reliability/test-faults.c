@@ -2,11 +2,13 @@
  * host allocation, device allocation (buffer or memory block), queue submit or fence wait
  * fails, and a lost device is simulated at chosen fence waits.
  *
- * Which k: a reference run records the call stack of every event (the N innermost frames
- * above the fault hook: --depth N, default 2 for host allocations, whose callers are many,
- * and 4 for the other kinds, whose immediate callers are few), and each distinct stack is
- * failed once, at its first occurrence (events inside a loop share a stack and take the same
- * error path). --all fails every k the run reaches instead (about 4000 runs).
+ * Which k: every queue submit and every fence wait the run reaches (21 each at the default
+ * work bound). Host and device allocations are too many for that (about 3100 and 1100, a
+ * failing run costs up to a whole run): a reference run records the call stack of every
+ * event (the N innermost frames above the fault hook: --depth N, default 2 for host
+ * allocations, whose callers are many, and 4 for device ones), and each distinct stack is
+ * failed once, at its first occurrence (events inside a loop share a stack and take the
+ * same error path). --all fails every k of every kind instead (about 4200 runs).
  * Each failing run must
  *   - return the site's status (UNCLIP_E_NOMEM, _DEVICE_NOMEM, _VULKAN, _TIMEOUT,
  *     _DEVICE_LOST) with a message, never crash, and leave the result untouched;
@@ -182,6 +184,9 @@ main(int argc, char **argv)
         printf("  %-6s %5llu events, %4u distinct call stacks (%d frames)\n", sites[i].name,
                (unsigned long long)counts[i], firsts[sites[i].site]->len,
                depth[sites[i].site]);
+    for (size_t i = 0; i < 4; i++)
+        TU_CHECK(counts[i] > 0 && firsts[sites[i].site]->len > 0, "the run reached no %s event",
+                 sites[i].name);
     TU_CHECK(s.mem_base == unclip__vk_mem_in_use(s.ctx->vk), "the reference run kept %llu "
              "device bytes", (unsigned long long)(unclip__vk_mem_in_use(s.ctx->vk) - s.mem_base));
     if (st != UNCLIP_OK) {
@@ -189,7 +194,8 @@ main(int argc, char **argv)
         return tu_summary("reliability-faults");
     }
 
-    uint64_t total = 0;
+    uint64_t total = 0, total_clean = 0, injected[N_SITES] = {0};
+    double t_faults = rel_seconds();
     for (size_t i = 0; i < N_SITES; i++) {
         const struct site *site = &sites[i];
         if (!strstr(want_sites, site->name))
@@ -204,7 +210,8 @@ main(int argc, char **argv)
             for (int j = 0; j < 3; j++)
                 if (pts[j] >= 1 && (j == 0 || pts[j] != pts[j - 1]))
                     g_array_append_val(ks, pts[j]);
-        } else if (all) {
+        } else if (all || site->site == UNCLIP_FAULT_SUBMIT ||
+                   site->site == UNCLIP_FAULT_FENCE_WAIT) {
             for (uint64_t k = 1; k <= n; k++)
                 g_array_append_val(ks, k);
         } else {
@@ -268,6 +275,8 @@ main(int argc, char **argv)
                     break;
         }
         total += tried;
+        total_clean += failures;
+        injected[i] = tried;
         printf("  %-6s %4llu of %4llu events failed on purpose, %llu failed cleanly, %llu "
                "tolerated, %.1f s\n", site->name, (unsigned long long)tried,
                (unsigned long long)n, (unsigned long long)failures,
@@ -276,7 +285,12 @@ main(int argc, char **argv)
         if (tu_failures > 20)
             break;
     }
-    printf("  fault sites exercised: %llu\n", (unsigned long long)total);
+    printf("  faults injected: %llu (host %llu, device %llu, submit %llu, fence %llu, lost "
+           "device %llu), %llu failed the run cleanly, in %.1f s\n", (unsigned long long)total,
+           (unsigned long long)injected[0], (unsigned long long)injected[1],
+           (unsigned long long)injected[2], (unsigned long long)injected[3],
+           (unsigned long long)injected[4], (unsigned long long)total_clean,
+           rel_seconds() - t_faults);
     for (size_t i = 0; i < UNCLIP_FAULT_N_SITES; i++) {
         g_hash_table_destroy(seen[i]);
         g_array_free(firsts[i], TRUE);
