@@ -69,6 +69,7 @@ unclip_ctx_new(const struct unclip_ctx_params *params, struct unclip_ctx **out, 
     vp.device_index = p.device_index;
     vp.device_name = p.device_name;
     vp.validation = p.validation;
+    vp.fence_timeout_ms = p.submit_timeout_ms ? p.submit_timeout_ms : UNCLIP_SUBMIT_TIMEOUT_MS;
     st = unclip__vk_new(&vp, &ctx->vk, &e);
     if (st != UNCLIP_OK) {
         unclip__free(ctx);

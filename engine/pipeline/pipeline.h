@@ -56,6 +56,7 @@ struct unclip__request {
     const struct unclip_source *sources[2];
     int32_t n_sources;
     int32_t n_frames;              /* interpolation                                          */
+    const float *positions;        /* interpolation at chosen w, [n_frames]; NULL: k/(n-1)   */
     const char *diff_from, *diff_to; /* text diff captions                                   */
     const float *amounts;          /* text diff, [n_amounts]                                 */
     int32_t n_amounts;

@@ -164,6 +164,22 @@ unclip_run_interpolation(struct unclip_model *model, const struct unclip_source 
 }
 
 unclip_status
+unclip_run_interpolation_at(struct unclip_model *model, const struct unclip_source *from,
+                            const struct unclip_source *to, const float *positions,
+                            int32_t n_positions, const struct unclip_run_params *params,
+                            struct unclip_result *out)
+{
+    if (model && !positions)
+        return unclip__fail(unclip__ctx_err(model->ctx), UNCLIP_E_ARG,
+                            "interpolation: the positions are NULL");
+    struct unclip__request rq = {
+        .kind = UNCLIP__REQ_INTERPOLATION, .sources = {from, to}, .n_sources = 2,
+        .n_frames = n_positions, .positions = positions,
+    };
+    return run(model, &rq, params, out);
+}
+
+unclip_status
 unclip_run_text_diff(struct unclip_model *model, const struct unclip_source *source,
                      const char *from_prompt, const char *to_prompt, const float *amounts,
                      int32_t n_amounts, const struct unclip_run_params *params,

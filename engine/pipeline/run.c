@@ -298,9 +298,10 @@ set_row_text(struct unclip__plan *pl, int32_t row, int32_t text)
         pl->w[(size_t)row * pl->T + j] = (float)pl->mask[(size_t)text * pl->T + j];
 }
 
-/* Interpolation rows: frame k at w = k / (n - 1). */
+/* Interpolation rows: frame k at w = positions[k], or k / (n - 1) without positions. */
 static unclip_status
-blend_interpolation(struct unclip__run *r, struct unclip__plan *pl, int32_t n)
+blend_interpolation(struct unclip__run *r, struct unclip__plan *pl, int32_t n,
+                    const float *positions)
 {
     unclip_status st = alloc_rows(r, pl, n);
     const struct unclip__source_state *a = &pl->src[0], *b = &pl->src[1];
@@ -311,7 +312,7 @@ blend_interpolation(struct unclip__run *r, struct unclip__plan *pl, int32_t n)
     const int64_t *ma = pl->mask + (size_t)a->text * pl->T;
     const int64_t *mb = pl->mask + (size_t)b->text * pl->T;
     for (int32_t k = 0; k < n && st == UNCLIP_OK; k++) {
-        float w = (float)k / (float)(n - 1);
+        float w = positions ? positions[k] : (float)k / (float)(n - 1);
         st = slerp_unit_row(r, a->z, b->z, w, pl->E, pl->z + (size_t)k * pl->E);
         if (st == UNCLIP_OK)
             st = slerp_unit_row(r, pa, pb, w, pl->E, pl->p + (size_t)k * pl->E);
@@ -454,7 +455,7 @@ check_request(struct unclip_model *m, const struct unclip__request *rq,
     if (any_prompt && (st = check_steps(err, "prior steps", p->prior_steps)))
         return st;
     if ((st = check_steps(err, "decoder steps", p->decoder_steps)) ||
-        (st = check_steps(err, "super-resolution steps", p->sr_steps)))
+        (!p->decoder_only && (st = check_steps(err, "super-resolution steps", p->sr_steps))))
         return st;
     if (rq->kind == UNCLIP__REQ_TEXT_TO_IMAGE || rq->kind == UNCLIP__REQ_VARIATIONS) {
         if (p->num_images < 1 || p->num_images > 64)
@@ -464,9 +465,20 @@ check_request(struct unclip_model *m, const struct unclip__request *rq,
         return unclip__fail(err, UNCLIP_E_ARG, "%s makes one picture per frame: num_images "
                             "must be 1 (got %d)", what, (int)p->num_images);
     }
-    if (rq->kind == UNCLIP__REQ_INTERPOLATION && (rq->n_frames < 2 || rq->n_frames > 1000))
+    if (rq->kind == UNCLIP__REQ_INTERPOLATION && !rq->positions &&
+        (rq->n_frames < 2 || rq->n_frames > 1000))
         return unclip__fail(err, UNCLIP_E_ARG, "interpolation needs 2..1000 frames (got %d)",
                             (int)rq->n_frames);
+    if (rq->kind == UNCLIP__REQ_INTERPOLATION && rq->positions) {
+        if (rq->n_frames < 1 || rq->n_frames > 1000)
+            return unclip__fail(err, UNCLIP_E_ARG, "interpolation needs 1..1000 positions "
+                                "(got %d)", (int)rq->n_frames);
+        for (int32_t k = 0; k < rq->n_frames; k++)
+            /* written so that NaN fails too */
+            if (!(rq->positions[k] >= 0.0f && rq->positions[k] <= 1.0f))
+                return unclip__fail(err, UNCLIP_E_ARG, "interpolation: position %d is %g, "
+                                    "outside 0..1", (int)k, (double)rq->positions[k]);
+    }
     if (rq->kind == UNCLIP__REQ_TEXT_DIFF) {
         if (!rq->diff_from || !rq->diff_to)
             return unclip__fail(err, UNCLIP_E_ARG, "text diff: both captions are needed");
@@ -483,11 +495,14 @@ check_request(struct unclip_model *m, const struct unclip__request *rq,
     static const char *const text[] = {"tokenizer", "text_encoder", NULL};
     static const char *const image[] = {"image_encoder", "feature_extractor", NULL};
     static const char *const prior[] = {"prior", "prior_scheduler", NULL};
+    /* decoder_only stops after the first three */
     static const char *const decode[] = {"text_proj", "decoder", "decoder_scheduler",
                                          "super_res_first", "super_res_last",
                                          "super_res_scheduler", NULL};
+    static const char *const decode_only[] = {"text_proj", "decoder", "decoder_scheduler",
+                                              NULL};
     const char *const *lists[4] = {text, any_image ? image : NULL, any_prompt ? prior : NULL,
-                                   decode};
+                                   p->decoder_only ? decode_only : decode};
     for (int l = 0; l < 4; l++)
         for (int i = 0; lists[l] && lists[l][i]; i++)
             if ((st = unclip__model_dir_require(d, lists[l][i], need, err)))
@@ -546,9 +561,9 @@ run_request(struct unclip__run *r, struct unclip__plan *pl, const struct unclip_
                 : rq->kind == UNCLIP__REQ_TEXT_DIFF   ? rq->n_amounts
                                                       : r->p.num_images;
     double rows_cfg = r->cfg ? 2.0 : 1.0;
-    r->n_stages = 1 + any_image + any_prompt + 3;
+    r->n_stages = 1 + any_image + any_prompt + (r->p.decoder_only ? 1 : 3);
     r->work_total = WORK_TEXT * pl->n_texts + WORK_DECODER * rows_cfg * R * r->p.decoder_steps +
-                    WORK_SUPER_RES * R * r->p.sr_steps;
+                    (r->p.decoder_only ? 0.0 : WORK_SUPER_RES * R * r->p.sr_steps);
     for (int32_t i = 0; i < pl->n_sources; i++) {
         if (pl->src[i].src->kind == UNCLIP_SOURCE_IMAGE)
             r->work_total += WORK_IMAGE;
@@ -600,7 +615,7 @@ run_request(struct unclip__run *r, struct unclip__plan *pl, const struct unclip_
         snprintf(pl->runs[0].group, sizeof pl->runs[0].group, "run");
     } else {
         st = rq->kind == UNCLIP__REQ_INTERPOLATION
-                 ? blend_interpolation(r, pl, R)
+                 ? blend_interpolation(r, pl, R, rq->positions)
                  : blend_text_diff(r, pl, t_from, t_to, rq->amounts, R);
         if (st)
             return r->cancelled ? unclip__fail(r->err, UNCLIP_E_CANCELLED, "cancelled") : st;
@@ -609,9 +624,17 @@ run_request(struct unclip__run *r, struct unclip__plan *pl, const struct unclip_
             snprintf(pl->runs[k].group, sizeof pl->runs[k].group, "frame-%03d", (int)k);
         }
     }
-    if ((st = unclip__decoder_stage(r, pl)) || (st = unclip__super_res_stages(r, pl)))
+    if ((st = unclip__decoder_stage(r, pl)))
         return st;
-    return UNCLIP_OK;
+    if (r->p.decoder_only) {
+        /* The clamped decoder output becomes the output latents: unclip__output makes the
+         * 8-bit pictures from pl->x at size pl->Rs, as it does after super-resolution. */
+        pl->x = pl->image_small;
+        pl->image_small = NULL;
+        pl->Rs = pl->S;
+        return UNCLIP_OK;
+    }
+    return unclip__super_res_stages(r, pl);
 }
 
 unclip_status

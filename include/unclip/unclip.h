@@ -100,7 +100,16 @@ struct unclip_ctx_params {
                                   (case-insensitive); borrowed, read during _new only    */
     bool        fp32_weights;  /* false (default): weights are fp16 on the device        */
     bool        validation;    /* enable the Khronos validation layer when installed     */
+    uint32_t    submit_timeout_ms; /* longest wait for one GPU submission before the call
+                                  fails with UNCLIP_E_TIMEOUT ("did not finish a submission
+                                  within N ms"); 0: UNCLIP_SUBMIT_TIMEOUT_MS. Work is split
+                                  into bounded submissions (well under a second on a GPU),
+                                  so this only has to catch a hung device: it is generous
+                                  because a CPU driver (lavapipe) on a loaded machine can
+                                  need minutes for one submission.                         */
 };
+
+#define UNCLIP_SUBMIT_TIMEOUT_MS 600000u /* 10 minutes */
 
 struct unclip_ctx_params unclip_ctx_params_default(void);
 
@@ -232,6 +241,11 @@ struct unclip_run_params {
     const char *dump_dir;        /* non-NULL: each stage's tensors written there (float32
                                     safetensors, names as in the goldens' whole-run files;
                                     layout: see "Dump" under Pipelines below)                */
+    bool     decoder_only;       /* true: stop after the decoder: the images are its output
+                                    (e.g. 64 x 64 for Karlo) made 8-bit as below; super-
+                                    resolution is skipped (sr_steps and the super_res_*
+                                    components are then not needed). For quick previews.
+                                    Default false.                                           */
 };
 
 struct unclip_run_params unclip_run_params_default(void);
@@ -296,7 +310,7 @@ struct unclip_run_stats {
 };
 
 /* What a run returns. images[i] are RGB (3 channels, stride = 3 * width) at the super-
- * resolution size (256 x 256 for Karlo), 8-bit as diffusers' output_type="pil" makes them
+ * resolution size (256 x 256 for Karlo; the decoder's size with params.decoder_only), 8-bit as diffusers' output_type="pil" makes them
  * (round half to even of 255 * clamp(x / 2 + 0.5, 0, 1)). Owned: free with
  * unclip_result_clear(). */
 struct unclip_result {
@@ -367,6 +381,19 @@ unclip_status unclip_run_interpolation(struct unclip_model *model,
                                        const struct unclip_source *to, int32_t n_frames,
                                        const struct unclip_run_params *params,
                                        struct unclip_result *out);
+
+/* Interpolation at chosen positions: like unclip_run_interpolation, but frame k uses
+ * w = positions[k] (n_positions >= 1, each in [0, 1], finite, any order, repeats allowed)
+ * instead of evenly spaced w. Every frame is decoded with the same noise, so the frame at
+ * w = positions[k] is the picture unclip_run_interpolation shows at that w (e.g. position 0.25
+ * gives frame 1 of 5). unclip_run_interpolation(n) equals this with positions k / (n - 1).
+ * *out holds n_positions images, in the order of `positions`. */
+unclip_status unclip_run_interpolation_at(struct unclip_model *model,
+                                          const struct unclip_source *from,
+                                          const struct unclip_source *to,
+                                          const float *positions, int32_t n_positions,
+                                          const struct unclip_run_params *params,
+                                          struct unclip_result *out);
 
 /* Text diff (DALL-E 2 paper 3.3): moves the picture of `source` towards a change described
  * by two captions. With z_i the source's image embedding and t_from, t_to the CLIP text
