@@ -3,10 +3,13 @@
  * judges them. bench/run-ops.sh puts them beside torch on the CPU and the CPU's FMA peak.
  *
  * Usage: bench-ops [--device NAME] [--reps N] [--big] [--naive] [--variants] [--only TEXT]
- *   --big    adds conv 3x3 at 2x320x256x256 (about 240 GFLOP per run)
+ *                  [--conv-tiles TM,TN,LX,LY]
+ *   --big    adds conv 3x3 at 2x320x256x256 (about 240 GFLOP per run; 1x320x256x256 always
+ *            runs)
  *   --naive  adds the one-output-per-invocation shaders (the baseline the fast ones replace)
  *   --variants  adds the matmul and 64x64 conv with each load width forced (scalar, vec4,
  *            64-bit), so a device's best choice can be read off
+ *   --conv-tiles  replaces the device table's tiles of the 3x3 stride-1 conv (tuning)
  * Output: one line per case,
  *   "RESULT <name> <GFLOP/s> <ms per run> <runs> <GFLOP per CPU-second>"
  * where the last figure divides by the process's CPU time instead of wall time: on a shared,
@@ -25,6 +28,11 @@
  * hook, not API; forcing 4 on a device without shaderInt64 enabled is invalid usage (lavapipe
  * accepts it). */
 extern int unclip__gemm_override;
+/* engine/ops/conv.c: tiles of the 3x3 stride-1 conv when .tm != 0 (tuning hook, not API). */
+struct conv_tiles {
+    uint32_t tm, tn, lx, ly;
+};
+extern struct conv_tiles unclip__conv_tiles_override;
 
 static double
 clock_s(clockid_t id)
@@ -197,7 +205,7 @@ bench_conv(struct bench *b, const char *name, int64_t nb, int64_t cin, int64_t h
 /* ---- attention ---- */
 
 struct attn {
-    struct unclip_tensor qkv, out;
+    struct unclip_tensor qkv, kv, out;
     struct unclip_attn_desc d;
 };
 
@@ -208,31 +216,44 @@ run_attn(struct bench *b, void *p)
     return unclip__op_attention(b->vk, &a->d, &a->out);
 }
 
-/* Self-attention over L tokens, one head of dimension hd, q/k/v packed in one [L, 3 hd]
- * projection output. FLOPs: 2 L^2 hd for q k^T and as many for p v. */
+/* Attention as the UNet runs it: batch B, H heads of dimension hd, Lq queries over the keys
+ * of a context of Lc tokens (k1/v1, packed [B, Lc, 2 H hd]) followed by the map's own Lq
+ * tokens (k2/v2, packed with q in [B, Lq, 3 H hd]); Lc = 0: plain self-attention. FLOPs:
+ * 2 Lq (Lc + Lq) hd for q k^T and as many for p v, per batch and head. */
 static void
-bench_attention(struct bench *b, const char *name, int64_t len, int32_t hd, int reps)
+bench_attention(struct bench *b, const char *name, int32_t batch, int32_t heads, int64_t len,
+                int64_t ctx, int32_t hd, int reps)
 {
     if (!wanted(b, name))
         return;
     struct attn a = {0};
-    int64_t qs[2] = {len, 3 * hd}, os[3] = {1, len, hd};
-    if (make(b, UNCLIP_DT_F32, 2, qs, 1.0f, &a.qkv) ||
+    int64_t w = (int64_t)heads * hd;
+    int64_t qs[3] = {batch, len, 3 * w}, os[3] = {batch, len, w}, cs[3] = {batch, ctx, 2 * w};
+    if (make(b, UNCLIP_DT_F32, 3, qs, 1.0f, &a.qkv) ||
+        (ctx > 0 && make(b, UNCLIP_DT_F32, 3, cs, 1.0f, &a.kv)) ||
         unclip__tensor_new(b->vk, UNCLIP_DT_F32, 3, os, &a.out)) {
         printf("SKIP %s: %s\n", name, unclip__vk_err(b->vk)->msg);
         b->failures++;
     } else {
-        struct unclip_seq q = {.t = &a.qkv, .off = 0, .row_stride = 3 * hd,
-                               .batch_stride = len * 3 * hd, .len = (int32_t)len};
+        struct unclip_seq q = {.t = &a.qkv, .off = 0, .row_stride = 3 * w,
+                               .batch_stride = len * 3 * w, .len = (int32_t)len};
         struct unclip_seq k = q, v = q;
-        k.off = hd;
-        v.off = 2 * hd;
-        a.d = (struct unclip_attn_desc){.batch = 1, .n_heads = 1, .head_dim = hd,
+        k.off = w;
+        v.off = 2 * w;
+        a.d = (struct unclip_attn_desc){.batch = batch, .n_heads = heads, .head_dim = hd,
                                         .scale = 1.0f / sqrtf((float)hd), .q = q, .k1 = k,
                                         .v1 = v};
-        measure(b, name, 4.0 * (double)len * (double)len * hd, run_attn, &a, reps);
+        if (ctx > 0) {
+            a.d.k1 = (struct unclip_seq){&a.kv, 0, 2 * w, ctx * 2 * w, (int32_t)ctx};
+            a.d.v1 = (struct unclip_seq){&a.kv, w, 2 * w, ctx * 2 * w, (int32_t)ctx};
+            a.d.k2 = k;
+            a.d.v2 = v;
+        }
+        double flops = 4.0 * batch * heads * (double)len * (double)(len + ctx) * hd;
+        measure(b, name, flops, run_attn, &a, reps);
     }
     unclip__tensor_free(&a.qkv);
+    unclip__tensor_free(&a.kv);
     unclip__tensor_free(&a.out);
 }
 
@@ -255,10 +276,18 @@ main(int argc, char **argv)
             naive = 1;
         else if (!strcmp(argv[i], "--variants"))
             variants = 1;
+        else if (!strcmp(argv[i], "--conv-tiles") && i + 1 < argc) {
+            struct conv_tiles *t = &unclip__conv_tiles_override;
+            if (sscanf(argv[++i], "%u,%u,%u,%u", &t->tm, &t->tn, &t->lx, &t->ly) != 4 ||
+                !t->tm || !t->tn || !t->lx || !t->ly || t->lx * t->ly > 1024) {
+                fprintf(stderr, "bench-ops: --conv-tiles TM,TN,LX,LY (LX*LY <= 1024)\n");
+                return 2;
+            }
+        }
         else {
             fprintf(stderr,
                     "usage: %s [--device NAME] [--reps N] [--big] [--naive] [--variants] "
-                    "[--only TEXT]\n",
+                    "[--only TEXT] [--conv-tiles TM,TN,LX,LY]\n",
                     argv[0]);
             return 2;
         }
@@ -272,17 +301,26 @@ main(int argc, char **argv)
         fprintf(stderr, "bench-ops: no Vulkan device: %s\n", err.msg);
         return 1;
     }
-    printf("DEVICE %s\n", unclip__vk_info(b.vk)->name);
+    printf("DEVICE %s (shaderInt64 %s)\n", unclip__vk_info(b.vk)->name,
+           unclip__vk_shader_int64(b.vk) ? "on" : "off");
     fflush(stdout);
 
     bench_linear(&b, "matmul_4096x768x3072_f32", 4096, 768, 3072, UNCLIP_DT_F32, 0, b.reps);
     bench_linear(&b, "matmul_4096x768x3072_f16", 4096, 768, 3072, UNCLIP_DT_F16, 0, b.reps);
     bench_conv(&b, "conv3x3_2x320x64x64_f32", 2, 320, 64, 320, UNCLIP_DT_F32, 0, b.reps);
     bench_conv(&b, "conv3x3_2x320x64x64_f16", 2, 320, 64, 320, UNCLIP_DT_F16, 0, b.reps);
+    /* Karlo super-res's first level: one image, 320 channels at 256x256 (121 GFLOP). */
+    bench_conv(&b, "conv3x3_1x320x256x256_f16", 1, 320, 256, 320, UNCLIP_DT_F16, 0,
+               b.reps < 2 ? b.reps : 2);
     if (big)
         bench_conv(&b, "conv3x3_2x320x256x256_f16", 2, 320, 256, 320, UNCLIP_DT_F16, 0,
                    b.reps < 3 ? b.reps : 3);
-    bench_attention(&b, "attention_4096x64", 4096, 64, b.reps);
+    bench_attention(&b, "attention_4096x64", 1, 1, 4096, 0, 64, b.reps);
+    /* The issue's cases: 4096 tokens x 5 heads of 64 (a 64x64 map of 320 channels), and the
+     * Karlo decoder's 32x32 level under CFG: batch 2 x 10 heads, 1024 queries over 81
+     * context + 1024 self keys = 1105. */
+    bench_attention(&b, "attention_4096x64x5h", 1, 5, 4096, 0, 64, b.reps < 3 ? b.reps : 3);
+    bench_attention(&b, "attention_1024qx1105k_2x10h", 2, 10, 1024, 81, 64, b.reps);
     if (variants) {
         static const char *vn[3] = {"scalar", "vec4", "v64"};
         for (int v = 0; v < 3; v++) {

@@ -54,19 +54,25 @@ def main():
             measure(name, flops, lambda: F.conv2d(xi, wi, bi, padding=1), reps)
 
         conv_case("conv3x3_2x320x64x64_f32", 2, 320, 64, 320, a.reps)
+        conv_case("conv3x3_1x320x256x256_f32", 1, 320, 256, 320, min(a.reps, 2))
         if a.big:
             conv_case("conv3x3_2x320x256x256_f32", 2, 320, 256, 320, min(a.reps, 3))
 
-        # Attention as the engine computes it: one head, 4096 tokens, head dim 64
-        # (torch 1.13 has no fused scaled_dot_product_attention; this materialises the scores).
-        L, D = 4096, 64
-        q, k, v = (torch.randn(1, L, D) for _ in range(3))
+        # Attention (torch 1.13 has no fused scaled_dot_product_attention: this materialises
+        # the scores). bh = batch x heads, lq queries over lk keys, head dim 64.
+        def attn_case(name, bh, lq, lk, reps, D=64):
+            q = torch.randn(bh, lq, D)
+            k, v = torch.randn(bh, lk, D), torch.randn(bh, lk, D)
 
-        def attn():
-            s = torch.bmm(q, k.transpose(1, 2)) * (1.0 / D ** 0.5)
-            return torch.bmm(torch.softmax(s, dim=-1), v)
+            def attn():
+                s = torch.bmm(q, k.transpose(1, 2)) * (1.0 / D ** 0.5)
+                return torch.bmm(torch.softmax(s, dim=-1), v)
 
-        measure("attention_4096x64", 4.0 * L * L * D, attn, a.reps)
+            measure(name, 4.0 * bh * lq * lk * D, attn, reps)
+
+        attn_case("attention_4096x64", 1, 4096, 4096, a.reps)
+        attn_case("attention_4096x64x5h", 5, 4096, 4096, min(a.reps, 3))
+        attn_case("attention_1024qx1105k_2x10h", 20, 1024, 1105, a.reps)
     return 0
 
 

@@ -29,18 +29,29 @@
 // The host may split Cin into passes (flag 4 accumulates onto y), Cout into chunks, and the
 // pixel blocks into dispatches (blk_base); *_off are element offsets inside the windows.
 #include "common.glsl"
-#ifndef TM
-#define TM 16u
+// Tile sizes are specialization constants (ops/conv.c picks them per device and kind; the
+// defines only give the defaults): TM pixels x TN channels per invocation, LX x LY
+// invocations per workgroup (LX along channels, LY along pixel blocks).
+#ifndef TM_DEF
+#define TM_DEF 16u
 #endif
-#ifndef TN
-#define TN 8u
+#ifndef TN_DEF
+#define TN_DEF 8u
 #endif
-#ifndef LX
-#define LX 8u
+#ifndef LX_DEF
+#define LX_DEF 8u
 #endif
-#ifndef LY
-#define LY 8u
+#ifndef LY_DEF
+#define LY_DEF 8u
 #endif
+layout(constant_id = 0) const uint TM = TM_DEF;
+layout(constant_id = 1) const uint TN = TN_DEF;
+layout(constant_id = 2) const uint LX = LX_DEF;
+layout(constant_id = 3) const uint LY = LY_DEF;
+// KS 3 with 64-bit loads: ix0 & 3 when it is the same for every block (the host knows: TM *
+// STRIDE % 4 == 0 makes it (-pad) & 3), else -1 (computed per block). A constant shift turns
+// the per-element shift selects into plain register moves.
+layout(constant_id = 4) const int SH_SPEC = -1;
 #ifndef STRIDE
 #define STRIDE 1
 #endif
@@ -51,7 +62,7 @@
 #define NW 8u  // 1x1: eight input channels per step
 #define CSTEP 8u
 #endif
-layout(local_size_x = LX, local_size_y = LY) in;
+layout(local_size_x_id = 2, local_size_y_id = 3) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 #ifdef W_F16
 layout(std430, binding = 1) readonly buffer W { uint w[]; };
@@ -68,6 +79,7 @@ layout(std430, binding = 1) readonly buffer WH { uint wh[]; };
 layout(std430, binding = 2) readonly buffer B { uint bias[]; };
 layout(std430, binding = 3) readonly buffer R { float res[]; };
 layout(std430, binding = 4) buffer Y { float y[]; };
+layout(std430, binding = 5) readonly buffer T { float tb[]; };
 layout(push_constant) uniform P {
     uint blocks, blk_base; // pixel blocks of this dispatch, starting at block blk_base
     uint cin, h, w;        // input channels of this pass, input size
@@ -75,9 +87,12 @@ layout(push_constant) uniform P {
     uint stride, pad, ks;  // ks: the kernel size (KS here; conv2d_naive.comp reads it)
     uint wk;               // weight row stride: Cin_total * KS * KS
     uint x_img, y_img;     // element strides between images in x and in y/residual
-    uint flags;            // 1: bias, 2: residual buffer, 4: accumulate onto y, 8: bias F16
+    uint flags;            // 1: bias, 2: residual buffer, 4: accumulate onto y, 8: bias F16,
+                           // 16: per-image channel bias tb[t_off + b * t_img + co] (a UNet
+                           // resnet's time embedding, added after the bias)
     uint x_off, w_off, b_off, r_off, y_off;
     uint nbx;              // KS 3: blocks per output row; KS 1: blocks per image
+    uint t_off, t_img;     // per-image channel bias: window offset, stride between images
 } p;
 
 float w_at(uint i)
@@ -163,7 +178,7 @@ void main()
     const uint S = (TM - 1u) * STRIDE + KS;
 #ifdef W_V64
     const uint NA = (S + 3u + 3u) / 4u; // 64-bit pairs covering the segment from a0
-    int sh = ix0 & 3;
+    int sh = SH_SPEC >= 0 ? SH_SPEC : (ix0 & 3);
 #endif
 #else
     uint b = blk / p.nbx, pb = blk - b * p.nbx;
@@ -263,6 +278,8 @@ void main()
                 float v = acc[i][j];
                 if ((p.flags & 1u) != 0u)
                     v += bias_at(co);
+                if ((p.flags & 16u) != 0u)
+                    v += tb[p.t_off + b * p.t_img + co];
                 if ((p.flags & 2u) != 0u)
                     v += res[p.r_off + o];
                 if ((p.flags & 4u) != 0u)

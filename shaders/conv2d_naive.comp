@@ -17,6 +17,7 @@ float w_at(uint i) { return w[i]; }
 layout(std430, binding = 2) readonly buffer B { uint bias[]; };
 layout(std430, binding = 3) readonly buffer R { float res[]; };
 layout(std430, binding = 4) buffer Y { float y[]; };
+layout(std430, binding = 5) readonly buffer T { float tb[]; };
 layout(push_constant) uniform P {
     uint rows, m_base;
     uint cin, h, w;
@@ -24,9 +25,11 @@ layout(push_constant) uniform P {
     uint stride, pad, ks;
     uint wk;
     uint x_img, y_img;
-    uint flags;        // 1: bias, 2: residual buffer, 4: accumulate onto y, 8: bias is F16
+    uint flags;        // 1: bias, 2: residual buffer, 4: accumulate onto y, 8: bias is F16,
+                       // 16: per-image channel bias tb[t_off + b * t_img + co]
     uint x_off, w_off, b_off, r_off, y_off;
     uint unused_nbx;
+    uint t_off, t_img;
 } p;
 void main()
 {
@@ -63,6 +66,8 @@ void main()
         acc += (p.flags & 8u) != 0u ? unpackHalf2x16(bias[bi >> 1])[bi & 1u]
                                     : uintBitsToFloat(bias[bi]);
     }
+    if ((p.flags & 16u) != 0u)
+        acc += tb[p.t_off + b * p.t_img + co];
     if ((p.flags & 2u) != 0u)
         acc += res[p.r_off + o];
     if ((p.flags & 4u) != 0u)

@@ -17,24 +17,29 @@
 //   (default) scalar loads, any K and offsets, with a masked tail chunk;
 //   W_VEC     K % 8 == 0 and 8-aligned rows: vec4 / uvec4 loads;
 //   W_V64     the same through 64-bit components (needs shaderInt64): half the components.
-// Tile sizes TM, TN, LX, LY are defines (the variant table picks them; linear.c mirrors them).
 //
 // Bindings are windows onto the tensors (the host splits big weights along N and big
 // activations along M); *_off are element offsets inside each window.
 #include "common.glsl"
-#ifndef TM
-#define TM 12u
+// Tile sizes are specialization constants 0..3 (ops/linear.c picks them per device; the
+// *_DEF defines only give defaults).
+#ifndef TM_DEF
+#define TM_DEF 12u
 #endif
-#ifndef TN
-#define TN 8u
+#ifndef TN_DEF
+#define TN_DEF 8u
 #endif
-#ifndef LX
-#define LX 8u
+#ifndef LX_DEF
+#define LX_DEF 8u
 #endif
-#ifndef LY
-#define LY 8u
+#ifndef LY_DEF
+#define LY_DEF 8u
 #endif
-layout(local_size_x = LX, local_size_y = LY) in;
+layout(constant_id = 0) const uint TM = TM_DEF;
+layout(constant_id = 1) const uint TN = TN_DEF;
+layout(constant_id = 2) const uint LX = LX_DEF;
+layout(constant_id = 3) const uint LY = LY_DEF;
+layout(local_size_x_id = 2, local_size_y_id = 3) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 0) readonly buffer XV { vec4 xv[]; };
 #ifdef W_F16

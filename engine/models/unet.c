@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NAME_LEN 256
@@ -83,6 +84,13 @@ struct workspace {
     uint64_t bytes;
     float *host_t;    /* [B] timesteps            */
     float *host_bias; /* [B * T] key bias         */
+    /* The body of a forward (conv_in .. conv_out: everything after the time embedding and
+     * the key bias) recorded once and replayed on later forwards with the same plan and
+     * the same caller buffers (serials of sample, encoder_hidden_states, out): the body reads
+     * nothing else that changes between denoising steps. */
+    struct unclip_vk_graph *graph;
+    uint64_t graph_key[3];
+    bool graph_off; /* a capture failed under this plan: record normally */
 };
 
 /* A workspace tensor handle: the tensor (whose buffer belongs to a workspace slot) and its
@@ -588,6 +596,8 @@ struct run {
     const struct unclip_tensor *emb_act; /* [B, time_dim] what time_emb_proj reads */
     struct wt *skips;
     int32_t n_skips;
+    bool graphs;          /* run pass: replay / capture the body (see struct workspace) */
+    bool capture_failed;  /* the body's capture failed: run the pass again without */
 };
 
 #define RUN(r, call) ((r)->plan ? UNCLIP_OK : (call))
@@ -595,6 +605,9 @@ struct run {
 static void
 ws_release(struct workspace *ws)
 {
+    unclip__vk_graph_free(ws->graph); /* before the slots it binds */
+    ws->graph = NULL;
+    ws->graph_off = false;
     for (int32_t i = 0; ws->slots && i < ws->n_slots; i++)
         unclip__tensor_free(&ws->slots[i]);
     unclip__free(ws->slots);
@@ -955,27 +968,21 @@ resnet_run(struct run *r, const struct resnet *rs, struct wt *x, bool consume, s
             return st;
     }
 
-    /* c1 = norm2(conv1(t)) with the time conditioning, then SiLU. */
+    /* c1 = norm2(conv1(t)) with the time conditioning, then SiLU. The time projection e is
+     * either norm2's scale-shift or (default resnets) a per-image channel bias that conv1's
+     * epilogue adds, so no separate pass over the map adds it. */
     int64_t oshape[4] = {b, rs->cout, h, w};
-    if ((st = ws_get(r, &c1, 4, oshape)) || (st = run_conv(r, &rs->c1, &t.t, NULL, &c1.t)))
-        return st;
-    ws_put(r, &t);
     int64_t eshape[2] = {b, rs->scale_shift ? 2 * rs->cout : rs->cout};
     if ((st = ws_get(r, &e, 2, eshape)) ||
         (st = RUN(r, unclip__lin_run(r->vk, &rs->temb, r->emb_act, NULL, &e.t))))
         return st;
-    if (rs->scale_shift) {
-        st = run_gn(r, &rs->n2, &c1.t, &e.t, true, &c1.t);
-    } else {
-        struct unclip_tensor ev = e.t;
-        ev.ndim = 4;
-        ev.shape[0] = b;
-        ev.shape[1] = rs->cout;
-        ev.shape[2] = ev.shape[3] = 1;
-        st = RUN(r, unclip__op_binary(r->vk, UNCLIP_BIN_ADD, &c1.t, &ev, &c1.t));
-        if (st == UNCLIP_OK)
-            st = run_gn(r, &rs->n2, &c1.t, NULL, true, &c1.t);
-    }
+    if ((st = ws_get(r, &c1, 4, oshape)) ||
+        (st = RUN(r, unclip__op_conv2d_ex(r->vk, &t.t, &rs->c1.w, &rs->c1.b,
+                                          rs->scale_shift ? NULL : &e.t, 1,
+                                          (rs->c1.k - 1) / 2, NULL, &c1.t))))
+        return st;
+    ws_put(r, &t);
+    st = run_gn(r, &rs->n2, &c1.t, rs->scale_shift ? &e.t : NULL, true, &c1.t);
     if (st != UNCLIP_OK)
         return st;
     ws_put(r, &e);
@@ -1083,6 +1090,10 @@ push_skip(struct run *r, struct wt *h)
 }
 
 /* The whole network on already checked inputs. */
+static unclip_status unet_body(struct run *r, const struct unclip_unet_inputs *in,
+                               struct unclip_tensor *out, struct wt *ea, struct wt *ctx,
+                               struct wt *kb);
+
 static unclip_status
 unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tensor *out)
 {
@@ -1090,7 +1101,7 @@ unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tens
     const struct unclip_unet_config *c = &u->cfg;
     struct workspace *ws = &u->ws;
     struct unclip_vk *vk = r->vk;
-    int64_t b = r->batch, hh = in->sample->shape[2], ww = in->sample->shape[3];
+    int64_t b = r->batch;
     unclip_status st;
     bool class_add = c->class_embed == UNCLIP_UNET_CLASS_IDENTITY;
 
@@ -1158,6 +1169,50 @@ unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tens
             r->bias = &kb.t;
         }
     }
+
+    if (r->plan || !r->graphs)
+        return unet_body(r, in, out, &ea, &ctx, &kb);
+
+    /* Replay the recorded body, or record it now (nothing captured runs until the replay).
+     * The prologue above ran first: its uploads and dispatches are finished here. */
+    uint64_t gk[3] = {
+        unclip__vk_buf_serial(in->sample->buf),
+        in->encoder_hidden_states ? unclip__vk_buf_serial(in->encoder_hidden_states->buf) : 0,
+        unclip__vk_buf_serial(out->buf),
+    };
+    if (ws->graph && memcmp(gk, ws->graph_key, sizeof gk) == 0)
+        return unclip__vk_replay(vk, ws->graph);
+    unclip__vk_graph_free(ws->graph);
+    ws->graph = NULL;
+    if ((st = unclip__vk_finish(vk)) != UNCLIP_OK)
+        return st;
+    if (unclip__vk_capture_begin(vk) != UNCLIP_OK) {
+        r->capture_failed = true;
+        return UNCLIP_E_INTERNAL;
+    }
+    st = unet_body(r, in, out, &ea, &ctx, &kb);
+    struct unclip_vk_graph *g = NULL;
+    unclip_status st_end = unclip__vk_capture_end(vk, &g);
+    if (st != UNCLIP_OK || st_end != UNCLIP_OK) {
+        unclip__vk_graph_free(st_end == UNCLIP_OK ? g : NULL);
+        r->capture_failed = true; /* the caller runs the pass again, recording normally */
+        return st != UNCLIP_OK ? st : st_end;
+    }
+    ws->graph = g;
+    memcpy(ws->graph_key, gk, sizeof gk);
+    return unclip__vk_replay(vk, g);
+}
+
+/* The forward after the time embedding and context preparation: conv_in .. conv_out. */
+static unclip_status
+unet_body(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tensor *out,
+          struct wt *ea, struct wt *ctx, struct wt *kb)
+{
+    struct unclip_unet *u = r->u;
+    const struct unclip_unet_config *c = &u->cfg;
+    struct unclip_vk *vk = r->vk;
+    int64_t b = r->batch, hh = in->sample->shape[2], ww = in->sample->shape[3];
+    unclip_status st;
 
     /* conv_in. */
     struct wt h, x0 = {.id = -1};
@@ -1275,9 +1330,9 @@ unet_pass(struct run *r, const struct unclip_unet_inputs *in, struct unclip_tens
     if ((st = run_conv(r, &u->conv_out, &n.t, NULL, out)))
         return st;
     ws_put(r, &n);
-    ws_put(r, &ea);
-    ws_put(r, &ctx);
-    ws_put(r, &kb);
+    ws_put(r, ea);
+    ws_put(r, ctx);
+    ws_put(r, kb);
     return UNCLIP_OK;
 }
 
@@ -1378,7 +1433,19 @@ unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
     if (has_mask)
         for (int64_t i = 0; i < b * t; i++)
             ws->host_bias[i] = (1.0f - in->attention_mask[i]) * -10000.0f;
-    return unet_pass(&r, in, out);
+    /* Record the body once per plan and caller buffers, replay it afterwards (no descriptor
+     * writes or command recording per denoising step). UNCLIP_NO_REPLAY=1 records every
+     * forward (for comparisons). */
+    const char *nr = getenv("UNCLIP_NO_REPLAY");
+    struct run r0 = r;
+    r.graphs = !ws->graph_off && !(nr && nr[0] && strcmp(nr, "0") != 0);
+    st = unet_pass(&r, in, out);
+    if (st != UNCLIP_OK && r.capture_failed) {
+        ws->graph_off = true;
+        r = r0;
+        st = unet_pass(&r, in, out);
+    }
+    return st;
 }
 
 unclip_status

@@ -146,9 +146,13 @@ struct unclip_unet_inputs {
 
 /* Runs the network: out [B, out_channels, H, W] F32, allocated by the caller (the decoder's
  * learned-variance output keeps both halves: eps then v). out must not alias an input.
- * Records work on the model's vk and returns without waiting, except that it waits when it
- * uploads (the timestep embedding, the key bias) at its start. Errors (bad shapes,
- * unsupported sizes, device errors) go to unclip__vk_err(vk). */
+ * It uploads the timestep embedding and the key bias at its start (waiting for them), then
+ * the body (conv_in .. conv_out) is recorded once per plan and caller buffers (sample,
+ * encoder_hidden_states and out: the same tensors step after step) and replayed: the call
+ * returns when the work has run, in submissions of bounded work with the cancel check
+ * between them (UNCLIP_E_CANCELLED). UNCLIP_NO_REPLAY=1 records every forward instead (the
+ * work is then left recorded, not waited for). Errors (bad shapes, unsupported sizes, device
+ * errors) go to unclip__vk_err(vk). */
 unclip_status unclip__unet_forward(struct unclip_unet *u, const struct unclip_unet_inputs *in,
                                    struct unclip_tensor *out);
 

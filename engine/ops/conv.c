@@ -71,11 +71,49 @@ static const int shaders[4][4] = {
     {UNCLIP_SHADER_conv2d_k3n_f32, UNCLIP_SHADER_conv2d_k3n_f16, UNCLIP_SHADER_conv2d_k3n_v64_f32,
      UNCLIP_SHADER_conv2d_k3n_v64_f16},
 };
-/* Pixels per invocation (TM), channels per workgroup (TN * LX) and pixel blocks per
- * workgroup (LY) of each kind, as set by the variant table in shaders/meson.build. */
-static const int64_t kind_tm[4] = {16, 16, 8, 16};
-static const int64_t kind_cols[4] = {64, 64, 64, 4};
-static const int64_t kind_ly[4] = {8, 8, 8, 64};
+/* Tile sizes, passed to conv2d.comp as specialization constants 0..3: TM output pixels x TN
+ * output channels per invocation, LX invocations along channels x LY along pixel blocks per
+ * workgroup. One row per device class, keyed by device type and subgroup size (the first
+ * matching row wins; the last row matches everything).
+ *
+ * CPU (lavapipe, 8-lane subgroups): every component a lane loads is a scalar loop over the
+ * lanes and there are 32 vector registers, so the tile trades loads per FMA against spills;
+ * measured with bench-ops --conv-tiles (see docs/performance.md). LX = 8 puts a subgroup's
+ * lanes on 8 channel blocks of the same pixels: their input reads hit the same lines.
+ * GPUs (not measurable here): a smaller per-invocation block keeps ~64 accumulators per
+ * invocation, so occupancy stays high; 64-invocation workgroups fill a wave of 32 or 64. */
+struct conv_tiles {
+    uint32_t tm, tn, lx, ly;
+};
+struct tile_row {
+    int type;          /* enum unclip_device_type, or -1: any */
+    uint32_t subgroup; /* 0: any */
+    struct conv_tiles k[4]; /* [K1, K3S1, K3S2, K3N] */
+};
+static const struct tile_row tile_table[] = {
+    {UNCLIP_DEVICE_CPU, 0, {{16, 8, 8, 8}, {16, 8, 8, 8}, {8, 8, 8, 8}, {16, 4, 1, 64}}},
+    {-1, 0, {{8, 4, 8, 8}, {8, 4, 8, 8}, {4, 4, 8, 8}, {8, 4, 1, 64}}},
+};
+
+/* Benchmarks and tuning only: when tm is non-zero, these tiles replace the table's for the
+ * k 3 stride 1 kind (bench-ops --conv-tiles). Not API. */
+struct conv_tiles unclip__conv_tiles_override;
+
+static struct conv_tiles
+pick_tiles(struct unclip_vk *vk, int kind)
+{
+    if (kind == K3S1 && unclip__conv_tiles_override.tm)
+        return unclip__conv_tiles_override;
+    const struct unclip_device_info *info = unclip__vk_info(vk);
+    size_t n = sizeof tile_table / sizeof tile_table[0];
+    for (size_t i = 0; i < n; i++) {
+        const struct tile_row *r = &tile_table[i];
+        if ((r->type < 0 || r->type == (int)info->type) &&
+            (r->subgroup == 0 || r->subgroup == info->subgroup_size))
+            return r->k[kind];
+    }
+    return tile_table[n - 1].k[kind];
+}
 /* At most this many output channels (a UNet's conv_out): the narrow k 3 variants. */
 #define NARROW_COUT 16
 #define NAIVE_LOCAL 64
@@ -92,12 +130,22 @@ struct conv_pc {
     uint32_t flags;
     uint32_t x_off, w_off, b_off, r_off, y_off;
     uint32_t nbx;
+    uint32_t t_off, t_img;
 };
 
 unclip_status
 unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
                   const struct unclip_tensor *w, const struct unclip_tensor *bias, int32_t stride,
                   int32_t padding, const struct unclip_tensor *residual, struct unclip_tensor *y)
+{
+    return unclip__op_conv2d_ex(vk, x, w, bias, NULL, stride, padding, residual, y);
+}
+
+unclip_status
+unclip__op_conv2d_ex(struct unclip_vk *vk, const struct unclip_tensor *x,
+                     const struct unclip_tensor *w, const struct unclip_tensor *bias,
+                     const struct unclip_tensor *img_bias, int32_t stride, int32_t padding,
+                     const struct unclip_tensor *residual, struct unclip_tensor *y)
 {
     struct unclip_err *err = unclip__vk_err(vk);
     unclip_status st = unclip__check_tensor(vk, "conv2d", "x", x, -1, false);
@@ -129,6 +177,9 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
         return st;
     if (bias && (st = unclip__check_tensor(vk, "conv2d", "bias", bias, cout, true)) != UNCLIP_OK)
         return st;
+    if (img_bias && (st = unclip__check_tensor(vk, "conv2d", "img_bias", img_bias, nb * cout,
+                                               false)) != UNCLIP_OK)
+        return st;
     bool res_in_y = residual && residual->buf == y->buf;
     if (residual && res_in_y && residual != y)
         return unclip__fail(err, UNCLIP_E_INTERNAL,
@@ -137,7 +188,7 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
         ((st = unclip__check_tensor(vk, "conv2d", "residual", residual, -1, false)) != UNCLIP_OK ||
          (st = unclip__check_shape(vk, "conv2d", "residual", residual, 4, yshape)) != UNCLIP_OK))
         return st;
-    if (x->buf == y->buf || w->buf == y->buf)
+    if (x->buf == y->buf || w->buf == y->buf || (img_bias && img_bias->buf == y->buf))
         return unclip__fail(err, UNCLIP_E_INTERNAL, "conv2d: y aliases an input");
 
     uint64_t range = unclip__vk_info(vk)->max_storage_buffer_range;
@@ -184,11 +235,16 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
         ng = 1;
     /* Work items: pixel blocks (naive: pixels) of tm pixels, nbx of them per output row
      * (k 3) or per image (k 1). */
-    int64_t tm = naive ? 1 : kind_tm[kind];
+    struct conv_tiles tl = pick_tiles(vk, kind);
+    /* Constant 4: the 64-bit k 3 variants' row-segment shift, fixed when every block starts
+     * at the same offset modulo 4 (see conv2d.comp); ~0u = computed per block. */
+    uint32_t spec[5] = {tl.tm, tl.tn, tl.lx, tl.ly,
+                        (tl.tm * (uint32_t)stride) % 4 == 0 ? (uint32_t)(-padding & 3) : ~0u};
+    int64_t tm = naive ? 1 : tl.tm;
     int64_t nbx = ks == 3 ? (wo + tm - 1) / tm : (hwo + tm - 1) / tm;
     int64_t per_img = naive ? hwo : (ks == 3 ? ho * nbx : nbx);
-    int64_t items_per_group = naive ? NAIVE_LOCAL : kind_ly[kind];
-    int64_t cols_per_group = naive ? 1 : kind_cols[kind];
+    int64_t items_per_group = naive ? NAIVE_LOCAL : tl.ly;
+    int64_t cols_per_group = naive ? 1 : (int64_t)tl.tn * tl.lx;
     int shader = naive ? (f16 ? UNCLIP_SHADER_conv2d_naive_f16 : UNCLIP_SHADER_conv2d_naive_f32)
                        : shaders[kind][var];
 
@@ -205,6 +261,9 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
             struct window wb = {.bind = wy.bind};
             if (bias)
                 wb = make_window(bias, co0, cocur);
+            struct window wt = {.bind = wy.bind};
+            if (img_bias)
+                wt = make_window(img_bias, b0 * cout + co0, (nbc - 1) * cout + cocur);
             for (int64_t c0 = 0; c0 < cin; c0 += cc) {
                 int64_t ccur = min64(cc, cin - c0);
                 int64_t kk = ccur * k2;
@@ -217,6 +276,7 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
                     flags |= bias && bias->dtype == UNCLIP_DT_F16 ? 8u : 0u;
                     flags |= residual && !res_in_y ? 2u : 0u;
                     flags |= res_in_y ? 4u : 0u;
+                    flags |= img_bias ? 16u : 0u;
                 } else {
                     flags |= 4u;
                 }
@@ -238,9 +298,10 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
                         .flags = flags,
                         .x_off = wx.rem, .w_off = ww.rem, .b_off = wb.rem, .r_off = wr.rem,
                         .y_off = wy.rem, .nbx = (uint32_t)nbx,
+                        .t_off = wt.rem, .t_img = (uint32_t)cout,
                     };
-                    struct unclip_vk_bind binds[5] = {wx.bind, ww.bind, wb.bind, wr.bind,
-                                                      wy.bind};
+                    struct unclip_vk_bind binds[6] = {wx.bind, ww.bind, wb.bind, wr.bind,
+                                                      wy.bind, wt.bind};
                     uint32_t gx, gy;
                     if (naive) {
                         gx = (uint32_t)((icur + NAIVE_LOCAL - 1) / NAIVE_LOCAL);
@@ -249,9 +310,10 @@ unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor *x,
                         gx = (uint32_t)((cocur + cols_per_group - 1) / cols_per_group);
                         gy = (uint32_t)((icur + items_per_group - 1) / items_per_group);
                     }
-                    st = unclip__vk_dispatch(vk, shader, binds, 5, &pc, sizeof pc, gx, gy, 1,
-                                             (uint64_t)icur * (uint64_t)tm * (uint64_t)cocur *
-                                                 (uint64_t)kk);
+                    st = unclip__vk_dispatch_spec(vk, shader, spec, naive ? 0 : 5, binds, 6,
+                                                  &pc, sizeof pc, gx, gy, 1,
+                                                  (uint64_t)icur * (uint64_t)tm *
+                                                      (uint64_t)cocur * (uint64_t)kk);
                     if (st != UNCLIP_OK)
                         return st;
                 }

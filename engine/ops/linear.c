@@ -13,31 +13,67 @@
 
 #include "ops/op-util.h"
 
-/* Shader variants. rows/cols: the block of y one workgroup covers (TM * LY, TN * LX in
- * shaders/linear.comp; the variant table in shaders/meson.build sets them). Loads: scalar for
- * any K, vec4 when K % 8 == 0, 64-bit components when the device also has shaderInt64. */
+/* Shader variants. Loads: scalar for any K, vec4 when K % 8 == 0, 64-bit components when the
+ * device also has shaderInt64. */
 struct variant {
     int shader;
-    int64_t rows, cols;
+    int64_t rows, cols; /* the block of y one workgroup covers */
 };
 enum { LOADS_SCALAR = 0, LOADS_VEC, LOADS_V64 };
 /* [small][loads][f16] */
-static const struct variant variants[2][3][2] = {
-    {{{UNCLIP_SHADER_linear_f32, 96, 64}, {UNCLIP_SHADER_linear_f16, 96, 64}},
-     {{UNCLIP_SHADER_linear_vec_f32, 96, 64}, {UNCLIP_SHADER_linear_vec_f16, 96, 64}},
-     {{UNCLIP_SHADER_linear_v64_f32, 96, 64}, {UNCLIP_SHADER_linear_v64_f16, 96, 64}}},
-    {{{UNCLIP_SHADER_linear_small_f32, 2, 256}, {UNCLIP_SHADER_linear_small_f16, 2, 256}},
-     {{UNCLIP_SHADER_linear_small_vec_f32, 2, 256}, {UNCLIP_SHADER_linear_small_vec_f16, 2, 256}},
-     {{UNCLIP_SHADER_linear_small_v64_f32, 2, 256}, {UNCLIP_SHADER_linear_small_v64_f16, 2, 256}}},
+static const int variants[2][3][2] = {
+    {{UNCLIP_SHADER_linear_f32, UNCLIP_SHADER_linear_f16},
+     {UNCLIP_SHADER_linear_vec_f32, UNCLIP_SHADER_linear_vec_f16},
+     {UNCLIP_SHADER_linear_v64_f32, UNCLIP_SHADER_linear_v64_f16}},
+    {{UNCLIP_SHADER_linear_small_f32, UNCLIP_SHADER_linear_small_f16},
+     {UNCLIP_SHADER_linear_small_vec_f32, UNCLIP_SHADER_linear_small_vec_f16},
+     {UNCLIP_SHADER_linear_small_v64_f32, UNCLIP_SHADER_linear_small_v64_f16}},
 };
 static const struct variant naive[2] = {{UNCLIP_SHADER_linear_naive_f32, 4, 16},
                                         {UNCLIP_SHADER_linear_naive_f16, 4, 16}};
+
+/* Tile sizes, passed to linear.comp as specialization constants 0..3: TM rows x TN columns
+ * of y per invocation, LX x LY invocations per workgroup (a workgroup covers TM * LY rows and
+ * TN * LX columns). One row per device class, keyed by device type and subgroup size; the
+ * last row matches everything.
+ * CPU (lavapipe): 96 accumulators per invocation, the best measured trade between the loads
+ * per FMA (each loaded component is a loop over the 8 lanes) and register spills; small M
+ * (< SMALL_M rows: text tokens, time embeddings) uses 2 x 4 blocks over 64 lanes of columns.
+ * GPUs (not measurable here): 4 x 4 per invocation, 16 x 16 invocations (64 x 64 tiles),
+ * about 40 registers per invocation so occupancy stays high. */
+struct gemm_tiles {
+    uint32_t tm, tn, lx, ly;
+};
+struct tile_row {
+    int type;          /* enum unclip_device_type, or -1: any */
+    uint32_t subgroup; /* 0: any */
+    struct gemm_tiles big, small;
+};
+static const struct tile_row tile_table[] = {
+    {UNCLIP_DEVICE_CPU, 0, {12, 8, 8, 8}, {2, 4, 64, 1}},
+    {-1, 0, {4, 4, 16, 16}, {1, 4, 64, 1}},
+};
+
+static struct gemm_tiles
+pick_tiles(struct unclip_vk *vk, bool small)
+{
+    const struct unclip_device_info *info = unclip__vk_info(vk);
+    size_t n = sizeof tile_table / sizeof tile_table[0];
+    const struct tile_row *r = &tile_table[n - 1];
+    for (size_t i = 0; i < n; i++)
+        if ((tile_table[i].type < 0 || tile_table[i].type == (int)info->type) &&
+            (tile_table[i].subgroup == 0 || tile_table[i].subgroup == info->subgroup_size)) {
+            r = &tile_table[i];
+            break;
+        }
+    return small ? r->small : r->big;
+}
 /* Below this many rows the small-tile variants waste less work than the 96-row tiles. */
 #define SMALL_M 48
 
 /* Benchmarks and tuning only: 0 picks automatically; 1 forces the naive shaders, 2 scalar
- * loads, 3 vec4 loads, 4 64-bit loads (even when the device did not enable shaderInt64:
- * lavapipe tolerates it, validation does not). Also read by conv.c. */
+ * loads, 3 vec4 loads, 4 64-bit loads (only valid when unclip__vk_shader_int64(vk): lavapipe
+ * tolerates it otherwise, validation does not). Also read by conv.c. */
 int unclip__gemm_override = 0;
 
 #define ALIGN 256u
@@ -75,10 +111,9 @@ make_window(const struct unclip_tensor *t, int64_t start, int64_t count)
 int
 unclip__gemm_loads(struct unclip_vk *vk)
 {
-    (void)vk;
-    /* 64-bit loads need shaderInt64 enabled on the device; engine/vk does not report or
-     * enable it yet (see NOTES.md), so the automatic choice stops at vec4. */
-    return LOADS_VEC;
+    /* 64-bit loads need shaderInt64, which engine/vk enables whenever the device has it;
+     * without it the vec4 / 32-bit word variants are the widest. */
+    return unclip__vk_shader_int64(vk) ? LOADS_V64 : LOADS_VEC;
 }
 
 unclip_status
@@ -139,9 +174,15 @@ unclip__op_linear(struct unclip_vk *vk, const struct unclip_tensor *x,
         loads = unclip__gemm_override - 2;
     if (k % 8 != 0)
         loads = LOADS_SCALAR;
-    const struct variant *var = unclip__gemm_override == 1 ? &naive[f16]
-                                                           : &variants[m < SMALL_M][loads][f16];
-    int64_t tm = var->rows, tn = var->cols;
+    bool small = m < SMALL_M;
+    struct gemm_tiles tl = pick_tiles(vk, small);
+    uint32_t spec[4] = {tl.tm, tl.tn, tl.lx, tl.ly};
+    bool use_naive = unclip__gemm_override == 1;
+    struct variant var = use_naive ? naive[f16]
+                                   : (struct variant){variants[small][loads][f16],
+                                                      (int64_t)tl.tm * tl.ly,
+                                                      (int64_t)tl.tn * tl.lx};
+    int64_t tm = var.rows, tn = var.cols;
     int64_t mc = mc_x < mc_y ? mc_x : mc_y;
     /* Keep each dispatch within the submission bound (at least one row tile) and within the
      * device's workgroup count limits. */
@@ -185,12 +226,12 @@ unclip__op_linear(struct unclip_vk *vk, const struct unclip_tensor *x,
             uint32_t gx = (uint32_t)((ncur + tn - 1) / tn);
             uint32_t gy = (uint32_t)((mcur + tm - 1) / tm);
             /* The vector variants need 8-aligned windows (true when K % 8 == 0; checked). */
-            int shader = var->shader;
-            if (loads != LOADS_SCALAR && unclip__gemm_override != 1 &&
-                ((wx.rem | ww.rem) % 8 != 0))
-                shader = variants[m < SMALL_M][LOADS_SCALAR][f16].shader;
-            st = unclip__vk_dispatch(vk, shader, binds, 5, &pc, sizeof pc, gx, gy, 1,
-                                     (uint64_t)mcur * (uint64_t)ncur * (uint64_t)k);
+            int shader = var.shader;
+            if (loads != LOADS_SCALAR && !use_naive && ((wx.rem | ww.rem) % 8 != 0))
+                shader = variants[small][LOADS_SCALAR][f16];
+            st = unclip__vk_dispatch_spec(vk, shader, spec, use_naive ? 0 : 4, binds, 5, &pc,
+                                          sizeof pc, gx, gy, 1,
+                                          (uint64_t)mcur * (uint64_t)ncur * (uint64_t)k);
             if (st != UNCLIP_OK)
                 return st;
         }

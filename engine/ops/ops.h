@@ -88,6 +88,15 @@ unclip_status unclip__op_conv2d(struct unclip_vk *vk, const struct unclip_tensor
                                 const struct unclip_tensor *w, const struct unclip_tensor *bias,
                                 int32_t stride, int32_t padding,
                                 const struct unclip_tensor *residual, struct unclip_tensor *y);
+/* As unclip__op_conv2d, plus img_bias: NULL or an F32 tensor of N * Cout values ([N, Cout],
+ * any shape) added to every pixel of image n, channel c after the bias and before the
+ * residual: a UNet resnet's additive time embedding, fused into the epilogue instead of a
+ * separate pass over the map. */
+unclip_status unclip__op_conv2d_ex(struct unclip_vk *vk, const struct unclip_tensor *x,
+                                   const struct unclip_tensor *w, const struct unclip_tensor *bias,
+                                   const struct unclip_tensor *img_bias, int32_t stride,
+                                   int32_t padding, const struct unclip_tensor *residual,
+                                   struct unclip_tensor *y);
 
 /* ---- normalisation (engine/ops/norm.c) ---- */
 

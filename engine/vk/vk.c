@@ -20,6 +20,15 @@ struct block;
 
 struct span;
 
+/* A pipeline made with specialization constants (tile sizes chosen at run time). */
+struct spec_pipe {
+    int id;
+    uint32_t n;
+    uint32_t v[UNCLIP_VK_MAX_SPEC];
+    VkPipeline pipe;
+    struct spec_pipe *next;
+};
+
 struct unclip_vk_buf {
     struct unclip_vk *vk;
     struct block *block;
@@ -28,6 +37,22 @@ struct unclip_vk_buf {
     struct span *spare; /* free-list node for block_give, allocated with the buffer so that
                            freeing never needs memory (a failed node would lose the range
                            for the life of its block, forever in the context's first one) */
+    uint64_t serial;    /* unique per context: tells a new buffer from a freed one at the
+                           same address (recorded graphs key on it) */
+};
+
+/* A recorded graph: command buffers of bounded work, each with its own descriptor pool, so
+ * they can be submitted again and again (unclip__vk_replay). */
+struct graph_seg {
+    VkCommandBuffer cmd;
+    VkDescriptorPool pool;
+    uint64_t work;
+    uint32_t dispatches;
+};
+struct unclip_vk_graph {
+    struct unclip_vk *vk;
+    struct graph_seg *seg;
+    uint32_t n, cap;
 };
 
 /* A free range inside a block; the list is sorted by offset. */
@@ -62,6 +87,7 @@ struct unclip_vk {
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;
     VkPipeline pipelines[UNCLIP_SHADER_COUNT];
+    struct spec_pipe *spec_pipes; /* specialised pipelines, newest first */
 
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
@@ -84,6 +110,17 @@ struct unclip_vk {
     _Atomic uint64_t val_messages; /* errors + warnings received      */
     uint64_t val_reported;         /* of which a failure already told */
     char val_first[512];           /* text of the first unreported one */
+
+    /* shaderInt64 enabled at device creation (64-bit loads in the GEMM shaders). */
+    bool shader_int64;
+
+    /* Capture (unclip__vk_capture_begin/_end): dispatches go into `capture` instead of the
+     * batch; a host-side operation meanwhile (finish, upload, download, freeing a buffer)
+     * spoils the capture, which then fails at _end with capture_msg. */
+    struct unclip_vk_graph *capture;
+    bool capture_spoiled;
+    char capture_msg[160];
+    uint64_t next_serial;
 
     /* Memory budget (see unclip__vk_budget). */
     bool has_memory_budget;   /* VK_EXT_memory_budget enabled              */
@@ -518,6 +555,19 @@ create_device(struct unclip_vk *vk)
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
         .pNext = vk->info.api_version >= VK_API_VERSION_1_2 ? &f16 : NULL,
         .storageBuffer16BitAccess = vk->info.storage_16bit};
+    /* shaderInt64 lets the GEMM shaders (linear, conv2d) load through 64-bit components: on
+     * lavapipe each component a lane loads is a scalar loop over the lanes, so halving the
+     * component count is 1.3-1.6x faster; on GPUs it is a plain 64-bit load. Enabled when
+     * present (lavapipe, NVIDIA, AMD, Intel all have it); UNCLIP_NO_INT64=1 leaves it off to
+     * run and test the vec4 path. */
+    VkPhysicalDeviceFeatures base;
+    vkGetPhysicalDeviceFeatures(vk->phys, &base);
+    const char *no64 = getenv("UNCLIP_NO_INT64");
+    vk->shader_int64 = base.shaderInt64 && !(no64 && no64[0] && strcmp(no64, "0") != 0);
+    VkPhysicalDeviceFeatures2 feats2 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+        .pNext = &s16,
+        .features = {.shaderInt64 = vk->shader_int64 ? VK_TRUE : VK_FALSE}};
     /* VK_EXT_memory_budget (when the driver has it) gives the budget of unclip__vk_budget. */
     const char *dev_exts[1] = {VK_EXT_MEMORY_BUDGET_EXTENSION_NAME};
     uint32_t n_ext = 0;
@@ -532,7 +582,7 @@ create_device(struct unclip_vk *vk)
     }
     VkDeviceCreateInfo dci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
-        .pNext = &s16,
+        .pNext = &feats2,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qci,
         .enabledExtensionCount = vk->has_memory_budget ? 1 : 0,
@@ -675,6 +725,7 @@ unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
 
 static void block_destroy(struct unclip_vk *vk, struct block *b);
 static unclip_status validation_check(struct unclip_vk *vk);
+static unclip_status capture_spoil(struct unclip_vk *vk, const char *what);
 
 /* Reports (once) the failure of work submitted while a buffer was freed. */
 static unclip_status
@@ -700,6 +751,12 @@ unclip__vk_free(struct unclip_vk *vk)
         for (int i = 0; i < UNCLIP_SHADER_COUNT; i++)
             if (vk->pipelines[i])
                 vkDestroyPipeline(vk->device, vk->pipelines[i], NULL);
+        while (vk->spec_pipes) {
+            struct spec_pipe *sp = vk->spec_pipes;
+            vk->spec_pipes = sp->next;
+            vkDestroyPipeline(vk->device, sp->pipe, NULL);
+            unclip__free(sp);
+        }
         if (vk->dummy)
             unclip__free(vk->dummy->spare);
         unclip__free(vk->dummy);
@@ -741,6 +798,12 @@ const struct unclip_device_info *
 unclip__vk_info(const struct unclip_vk *vk)
 {
     return &vk->info;
+}
+
+bool
+unclip__vk_shader_int64(const struct unclip_vk *vk)
+{
+    return vk->shader_int64;
 }
 
 void
@@ -1057,6 +1120,8 @@ unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **
     uint64_t size = (bytes + BUF_ALIGN - 1) / BUF_ALIGN * BUF_ALIGN;
     struct unclip_vk_buf *buf = unclip__calloc(1, sizeof *buf);
     if (buf)
+        buf->serial = ++vk->next_serial;
+    if (buf)
         buf->spare = unclip__calloc(1, sizeof *buf->spare);
     if (!buf || !buf->spare) {
         unclip__free(buf);
@@ -1109,6 +1174,8 @@ unclip__vk_buf_free(struct unclip_vk_buf *buf)
     if (!buf)
         return;
     struct unclip_vk *vk = buf->vk;
+    if (vk->capture)
+        capture_spoil(vk, "freeing a buffer"); /* the graph may use it: never replayed */
     /* A pending dispatch may still use this range; finish before reuse. */
     if (vk->recording) {
         unclip_status st = unclip__vk_finish(vk);
@@ -1200,6 +1267,8 @@ unclip__vk_upload(struct unclip_vk *vk, struct unclip_vk_buf *buf, uint64_t offs
                   const void *src, uint64_t bytes)
 {
     unclip_status st = check_range(vk, buf, offset, bytes, "upload");
+    if (st == UNCLIP_OK && vk->capture)
+        return capture_spoil(vk, "upload");
     if (st == UNCLIP_OK)
         st = take_deferred(vk);
     if (st != UNCLIP_OK || bytes == 0)
@@ -1218,6 +1287,8 @@ unclip__vk_download(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint6
                     void *dst, uint64_t bytes)
 {
     unclip_status st = check_range(vk, buf, offset, bytes, "download");
+    if (st == UNCLIP_OK && vk->capture)
+        return capture_spoil(vk, "download");
     if (st == UNCLIP_OK)
         st = take_deferred(vk);
     if (st != UNCLIP_OK || bytes == 0)
@@ -1236,14 +1307,37 @@ unclip__vk_download(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint6
 
 /* ---- pipelines and dispatch ----------------------------------------------------------------- */
 
+/* The pipeline of shader `id` with specialization constants spec[0..n_spec) (constant_id
+ * 0..n_spec-1, 32 bits each), created on first use and kept for the context's life. */
 static unclip_status
-get_pipeline(struct unclip_vk *vk, int id, VkPipeline *out)
+get_pipeline(struct unclip_vk *vk, int id, const uint32_t *spec, uint32_t n_spec,
+             VkPipeline *out)
 {
     if (id < 0 || id >= UNCLIP_SHADER_COUNT)
         return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "shader id %d out of range", id);
-    if (vk->pipelines[id]) {
+    if (n_spec > UNCLIP_VK_MAX_SPEC)
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "shader %s: %u specialization constants",
+                            unclip__shaders[id].name, n_spec);
+    if (n_spec == 0 && vk->pipelines[id]) {
         *out = vk->pipelines[id];
         return UNCLIP_OK;
+    }
+    if (n_spec > 0) {
+        for (struct spec_pipe *sp = vk->spec_pipes; sp; sp = sp->next)
+            if (sp->id == id && sp->n == n_spec && !memcmp(sp->v, spec, n_spec * sizeof *spec)) {
+                *out = sp->pipe;
+                return UNCLIP_OK;
+            }
+    }
+    struct spec_pipe *sp = NULL;
+    if (n_spec > 0) {
+        sp = unclip__calloc(1, sizeof *sp);
+        if (!sp)
+            return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of memory for a pipeline of %s",
+                                unclip__shaders[id].name);
+        sp->id = id;
+        sp->n = n_spec;
+        memcpy(sp->v, spec, n_spec * sizeof *spec);
     }
     const struct unclip_shader_blob *blob = &unclip__shaders[id];
     VkShaderModuleCreateInfo smci = {
@@ -1253,8 +1347,20 @@ get_pipeline(struct unclip_vk *vk, int id, VkPipeline *out)
     };
     VkShaderModule mod;
     VkResult r = vkCreateShaderModule(vk->device, &smci, NULL, &mod);
-    if (r != VK_SUCCESS)
+    if (r != VK_SUCCESS) {
+        unclip__free(sp);
         return vk_fail(vk, r, "vkCreateShaderModule");
+    }
+    VkSpecializationMapEntry map[UNCLIP_VK_MAX_SPEC];
+    for (uint32_t i = 0; i < n_spec; i++)
+        map[i] = (VkSpecializationMapEntry){
+            .constantID = i, .offset = i * (uint32_t)sizeof(uint32_t), .size = sizeof(uint32_t)};
+    VkSpecializationInfo si = {
+        .mapEntryCount = n_spec,
+        .pMapEntries = map,
+        .dataSize = n_spec * sizeof(uint32_t),
+        .pData = spec,
+    };
     VkComputePipelineCreateInfo cpci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage = {
@@ -1262,20 +1368,38 @@ get_pipeline(struct unclip_vk *vk, int id, VkPipeline *out)
             .stage = VK_SHADER_STAGE_COMPUTE_BIT,
             .module = mod,
             .pName = "main",
+            .pSpecializationInfo = n_spec ? &si : NULL,
         },
         .layout = vk->layout,
     };
-    r = vkCreateComputePipelines(vk->device, VK_NULL_HANDLE, 1, &cpci, NULL, &vk->pipelines[id]);
+    VkPipeline pipe = VK_NULL_HANDLE;
+    r = vkCreateComputePipelines(vk->device, VK_NULL_HANDLE, 1, &cpci, NULL, &pipe);
     vkDestroyShaderModule(vk->device, mod, NULL);
     if (r != VK_SUCCESS) {
-        vk->pipelines[id] = VK_NULL_HANDLE;
+        unclip__free(sp);
         vk_fail(vk, r, "vkCreateComputePipelines");
         unclip__err_prefix(&vk->err, "shader %s", blob->name);
         return vk->err.code;
     }
-    *out = vk->pipelines[id];
+    if (sp) {
+        sp->pipe = pipe;
+        sp->next = vk->spec_pipes;
+        vk->spec_pipes = sp;
+    } else {
+        vk->pipelines[id] = pipe;
+    }
+    *out = pipe;
     return UNCLIP_OK;
 }
+
+static unclip_status record(struct unclip_vk *vk, VkCommandBuffer cmd, VkDescriptorPool pool,
+                            VkPipeline pipe, const struct unclip_vk_bind *binds,
+                            uint32_t n_binds, const void *push, uint32_t push_bytes,
+                            uint32_t gx, uint32_t gy, uint32_t gz);
+static unclip_status capture_dispatch(struct unclip_vk *vk, VkPipeline pipe,
+                                      const struct unclip_vk_bind *binds, uint32_t n_binds,
+                                      const void *push, uint32_t push_bytes, uint32_t gx,
+                                      uint32_t gy, uint32_t gz, uint64_t work);
 
 static unclip_status
 begin_batch(struct unclip_vk *vk)
@@ -1295,6 +1419,16 @@ unclip_status
 unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_bind *binds,
                     uint32_t n_binds, const void *push, uint32_t push_bytes, uint32_t gx,
                     uint32_t gy, uint32_t gz, uint64_t work)
+{
+    return unclip__vk_dispatch_spec(vk, shader_id, NULL, 0, binds, n_binds, push, push_bytes, gx,
+                                    gy, gz, work);
+}
+
+unclip_status
+unclip__vk_dispatch_spec(struct unclip_vk *vk, int shader_id, const uint32_t *spec,
+                         uint32_t n_spec, const struct unclip_vk_bind *binds, uint32_t n_binds,
+                         const void *push, uint32_t push_bytes, uint32_t gx, uint32_t gy,
+                         uint32_t gz, uint64_t work)
 {
     if (vk->lost)
         return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
@@ -1326,9 +1460,15 @@ unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_
                                 (unsigned long long)vk->info.max_storage_buffer_range);
     }
     VkPipeline pipe = VK_NULL_HANDLE;
-    unclip_status st = get_pipeline(vk, shader_id, &pipe);
+    unclip_status st = get_pipeline(vk, shader_id, spec, n_spec, &pipe);
     if (st != UNCLIP_OK)
         return st;
+    if (work > vk->stats.max_work_per_dispatch) {
+        vk->stats.max_work_per_dispatch = work;
+        vk->stats.max_dispatch_shader = unclip__shaders[shader_id].name;
+    }
+    if (vk->capture)
+        return capture_dispatch(vk, pipe, binds, n_binds, push, push_bytes, gx, gy, gz, work);
     if (vk->recording && (vk->batch_dispatches >= BATCH_DISPATCHES ||
                           (vk->batch_work > 0 && vk->batch_work + work > vk->params.work_bound))) {
         if ((st = unclip__vk_finish(vk)) != UNCLIP_OK)
@@ -1336,10 +1476,24 @@ unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_
     }
     if (!vk->recording && (st = begin_batch(vk)) != UNCLIP_OK)
         return st;
+    if ((st = record(vk, vk->cmd, vk->desc_pool, pipe, binds, n_binds, push, push_bytes, gx, gy,
+                     gz)) != UNCLIP_OK)
+        return st;
+    vk->batch_dispatches++;
+    vk->batch_work += work ? work : 1;
+    vk->stats.dispatches++;
+    return UNCLIP_OK;
+}
 
+/* Records one dispatch (descriptor set from `pool`) and the barrier after it into cmd. */
+static unclip_status
+record(struct unclip_vk *vk, VkCommandBuffer cmd, VkDescriptorPool pool, VkPipeline pipe,
+       const struct unclip_vk_bind *binds, uint32_t n_binds, const void *push,
+       uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz)
+{
     VkDescriptorSetAllocateInfo dai = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-        .descriptorPool = vk->desc_pool,
+        .descriptorPool = pool,
         .descriptorSetCount = 1,
         .pSetLayouts = &vk->dsl,
     };
@@ -1367,26 +1521,19 @@ unclip__vk_dispatch(struct unclip_vk *vk, int shader_id, const struct unclip_vk_
     }
     vkUpdateDescriptorSets(vk->device, UNCLIP_VK_MAX_BINDS, w, 0, NULL);
 
-    vkCmdBindPipeline(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    vkCmdBindDescriptorSets(vk->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->layout, 0, 1, &set, 0,
+    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vk->layout, 0, 1, &set, 0,
                             NULL);
     if (push_bytes)
-        vkCmdPushConstants(vk->cmd, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
-    vkCmdDispatch(vk->cmd, gx, gy, gz);
+        vkCmdPushConstants(cmd, vk->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+    vkCmdDispatch(cmd, gx, gy, gz);
     VkMemoryBarrier mb = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
         .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
     };
-    vkCmdPipelineBarrier(vk->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-    vk->batch_dispatches++;
-    vk->batch_work += work ? work : 1;
-    if (work > vk->stats.max_work_per_dispatch) {
-        vk->stats.max_work_per_dispatch = work;
-        vk->stats.max_dispatch_shader = unclip__shaders[shader_id].name;
-    }
-    vk->stats.dispatches++;
     return UNCLIP_OK;
 }
 
@@ -1436,6 +1583,20 @@ unclip__vk_validation_inject(struct unclip_vk *vk, const char *text)
     return true;
 }
 
+static unclip_status submit_wait(struct unclip_vk *vk, VkCommandBuffer cmd, uint64_t work);
+
+/* A host-side operation while capturing: the graph would miss it, so the capture is spoiled
+ * (unclip__vk_capture_end fails and the caller records the work normally instead). */
+static unclip_status
+capture_spoil(struct unclip_vk *vk, const char *what)
+{
+    if (!vk->capture_spoiled)
+        snprintf(vk->capture_msg, sizeof vk->capture_msg,
+                 "%s while capturing a graph (only dispatches can be captured)", what);
+    vk->capture_spoiled = true;
+    return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "%s", vk->capture_msg);
+}
+
 unclip_status
 unclip__vk_finish(struct unclip_vk *vk)
 {
@@ -1443,6 +1604,8 @@ unclip__vk_finish(struct unclip_vk *vk)
     if (vk->lost)
         return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
                             "the Vulkan device was lost; recreate the context");
+    if (vk->capture)
+        return capture_spoil(vk, "finish");
     if ((st = take_deferred(vk)) != UNCLIP_OK)
         return st;
     if (vk->recording) {
@@ -1450,20 +1613,45 @@ unclip__vk_finish(struct unclip_vk *vk)
         VkResult r = vkEndCommandBuffer(vk->cmd);
         if (r != VK_SUCCESS) {
             st = vk_fail(vk, r, "vkEndCommandBuffer");
-        } else if (unclip__fault_hit(UNCLIP_FAULT_SUBMIT)) {
+        } else {
+            st = submit_wait(vk, vk->cmd, vk->batch_work);
+        }
+        if (!vk->lost) {
+            vkResetCommandBuffer(vk->cmd, 0);
+            vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
+        }
+        vk->batch_dispatches = 0;
+        vk->batch_work = 0;
+    }
+    if (st == UNCLIP_OK && vk->validation_on)
+        st = validation_check(vk);
+    if (st == UNCLIP_OK && vk->params.cancel_cb && vk->params.cancel_cb(vk->params.user_data))
+        st = unclip__fail(&vk->err, UNCLIP_E_CANCELLED, "cancelled");
+    return st;
+}
+
+/* Submits one command buffer holding `work` units and waits for it (fence timeout = the
+ * watchdog bound). Fault sites: submit, fence wait (timeout), device lost. */
+static unclip_status
+submit_wait(struct unclip_vk *vk, VkCommandBuffer cmd, uint64_t work)
+{
+    unclip_status st = UNCLIP_OK;
+    VkResult r;
+    {
+        if (unclip__fault_hit(UNCLIP_FAULT_SUBMIT)) {
             st = unclip__fail(&vk->err, UNCLIP_E_VULKAN,
                               "vkQueueSubmit failed: injected fault");
         } else {
             VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                                .commandBufferCount = 1,
-                               .pCommandBuffers = &vk->cmd};
+                               .pCommandBuffers = &cmd};
             r = vkQueueSubmit(vk->queue, 1, &si, vk->fence);
             if (r != VK_SUCCESS) {
                 st = vk_fail(vk, r, "vkQueueSubmit");
             } else {
                 vk->stats.submissions++;
-                if (vk->batch_work > vk->stats.max_work_per_submission)
-                    vk->stats.max_work_per_submission = vk->batch_work;
+                if (work > vk->stats.max_work_per_submission)
+                    vk->stats.max_work_per_submission = work;
                 struct timespec w0, w1;
                 clock_gettime(CLOCK_MONOTONIC, &w0);
                 r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE,
@@ -1493,16 +1681,178 @@ unclip__vk_finish(struct unclip_vk *vk)
                     vkResetFences(vk->device, 1, &vk->fence);
             }
         }
-        if (!vk->lost) {
-            vkResetCommandBuffer(vk->cmd, 0);
-            vkResetDescriptorPool(vk->device, vk->desc_pool, 0);
-        }
-        vk->batch_dispatches = 0;
-        vk->batch_work = 0;
     }
-    if (st == UNCLIP_OK && vk->validation_on)
-        st = validation_check(vk);
-    if (st == UNCLIP_OK && vk->params.cancel_cb && vk->params.cancel_cb(vk->params.user_data))
-        st = unclip__fail(&vk->err, UNCLIP_E_CANCELLED, "cancelled");
+    return st;
+}
+
+/* ---- recorded graphs ---------------------------------------------------------------------- */
+
+uint64_t
+unclip__vk_buf_serial(const struct unclip_vk_buf *buf)
+{
+    return buf ? buf->serial : 0;
+}
+
+void
+unclip__vk_graph_free(struct unclip_vk_graph *g)
+{
+    if (!g)
+        return;
+    struct unclip_vk *vk = g->vk;
+    for (uint32_t i = 0; i < g->n; i++) {
+        if (g->seg[i].cmd)
+            vkFreeCommandBuffers(vk->device, vk->cmd_pool, 1, &g->seg[i].cmd);
+        if (g->seg[i].pool)
+            vkDestroyDescriptorPool(vk->device, g->seg[i].pool, NULL);
+    }
+    unclip__free(g->seg);
+    unclip__free(g);
+}
+
+unclip_status
+unclip__vk_capture_begin(struct unclip_vk *vk)
+{
+    if (vk->capture)
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "capture: already capturing");
+    /* Work recorded before the capture runs first (the graph may read its results). */
+    unclip_status st = vk->recording ? unclip__vk_finish(vk) : take_deferred(vk);
+    if (st != UNCLIP_OK)
+        return st;
+    struct unclip_vk_graph *g = unclip__calloc(1, sizeof *g);
+    if (!g)
+        return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory for a graph");
+    g->vk = vk;
+    vk->capture = g;
+    vk->capture_spoiled = false;
+    vk->capture_msg[0] = 0;
+    return UNCLIP_OK;
+}
+
+/* Starts a new segment: a command buffer and a descriptor pool for BATCH_DISPATCHES sets. */
+static unclip_status
+graph_new_seg(struct unclip_vk *vk, struct unclip_vk_graph *g)
+{
+    if (g->n > 0) {
+        VkResult r = vkEndCommandBuffer(g->seg[g->n - 1].cmd);
+        if (r != VK_SUCCESS)
+            return vk_fail(vk, r, "vkEndCommandBuffer");
+    }
+    if (g->n == g->cap) {
+        uint32_t cap = g->cap ? 2 * g->cap : 8;
+        struct graph_seg *ns = unclip__realloc(g->seg, cap * sizeof *ns);
+        if (!ns)
+            return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory for a graph");
+        g->seg = ns;
+        g->cap = cap;
+    }
+    struct graph_seg *sg = &g->seg[g->n];
+    memset(sg, 0, sizeof *sg);
+    g->n++; /* counted now, so graph_free releases what is made below */
+    VkCommandBufferAllocateInfo cai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = vk->cmd_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    VkResult r = vkAllocateCommandBuffers(vk->device, &cai, &sg->cmd);
+    if (r != VK_SUCCESS) {
+        sg->cmd = VK_NULL_HANDLE;
+        return vk_fail(vk, r, "vkAllocateCommandBuffers");
+    }
+    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                               .descriptorCount = BATCH_DISPATCHES * UNCLIP_VK_MAX_BINDS};
+    VkDescriptorPoolCreateInfo dpci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = BATCH_DISPATCHES,
+        .poolSizeCount = 1,
+        .pPoolSizes = &ps,
+    };
+    r = vkCreateDescriptorPool(vk->device, &dpci, NULL, &sg->pool);
+    if (r != VK_SUCCESS) {
+        sg->pool = VK_NULL_HANDLE;
+        return vk_fail(vk, r, "vkCreateDescriptorPool");
+    }
+    /* Not one-time: the segment is submitted once per replay. */
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    r = vkBeginCommandBuffer(sg->cmd, &bi);
+    if (r != VK_SUCCESS)
+        return vk_fail(vk, r, "vkBeginCommandBuffer");
+    return UNCLIP_OK;
+}
+
+static unclip_status
+capture_dispatch(struct unclip_vk *vk, VkPipeline pipe, const struct unclip_vk_bind *binds,
+                 uint32_t n_binds, const void *push, uint32_t push_bytes, uint32_t gx,
+                 uint32_t gy, uint32_t gz, uint64_t work)
+{
+    struct unclip_vk_graph *g = vk->capture;
+    if (vk->capture_spoiled)
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "%s", vk->capture_msg);
+    struct graph_seg *sg = g->n ? &g->seg[g->n - 1] : NULL;
+    unclip_status st;
+    /* The same bounds as live batches: a segment is one submission when replayed. */
+    if (!sg || sg->dispatches >= BATCH_DISPATCHES ||
+        (sg->work > 0 && sg->work + work > vk->params.work_bound)) {
+        if ((st = graph_new_seg(vk, g)) != UNCLIP_OK) {
+            capture_spoil(vk, "a failed segment allocation");
+            return st;
+        }
+        sg = &g->seg[g->n - 1];
+    }
+    if ((st = record(vk, sg->cmd, sg->pool, pipe, binds, n_binds, push, push_bytes, gx, gy,
+                     gz)) != UNCLIP_OK) {
+        capture_spoil(vk, "a failed recording");
+        return st;
+    }
+    sg->dispatches++;
+    sg->work += work ? work : 1;
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__vk_capture_end(struct unclip_vk *vk, struct unclip_vk_graph **out)
+{
+    struct unclip_vk_graph *g = vk->capture;
+    if (!g)
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "capture: not capturing");
+    vk->capture = NULL;
+    unclip_status st = UNCLIP_OK;
+    if (vk->capture_spoiled) {
+        st = unclip__fail(&vk->err, UNCLIP_E_INTERNAL, "%s", vk->capture_msg);
+    } else if (g->n > 0) {
+        VkResult r = vkEndCommandBuffer(g->seg[g->n - 1].cmd);
+        if (r != VK_SUCCESS)
+            st = vk_fail(vk, r, "vkEndCommandBuffer");
+    }
+    vk->capture_spoiled = false;
+    if (st != UNCLIP_OK) {
+        unclip__vk_graph_free(g);
+        return st;
+    }
+    *out = g;
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__vk_replay(struct unclip_vk *vk, const struct unclip_vk_graph *g)
+{
+    if (vk->lost)
+        return unclip__fail(&vk->err, UNCLIP_E_DEVICE_LOST,
+                            "the Vulkan device was lost; recreate the context");
+    if (vk->capture)
+        return capture_spoil(vk, "replay");
+    /* Work recorded before runs first: the graph reads its results. */
+    unclip_status st = vk->recording ? unclip__vk_finish(vk) : take_deferred(vk);
+    for (uint32_t i = 0; st == UNCLIP_OK && i < g->n; i++) {
+        st = submit_wait(vk, g->seg[i].cmd, g->seg[i].work);
+        if (st == UNCLIP_OK) {
+            vk->stats.dispatches += g->seg[i].dispatches;
+            if (vk->validation_on)
+                st = validation_check(vk);
+        }
+        if (st == UNCLIP_OK && vk->params.cancel_cb &&
+            vk->params.cancel_cb(vk->params.user_data))
+            st = unclip__fail(&vk->err, UNCLIP_E_CANCELLED, "cancelled");
+    }
     return st;
 }

@@ -31,6 +31,7 @@ struct unclip_vk_buf;
 
 #define UNCLIP_VK_MAX_BINDS 8
 #define UNCLIP_VK_MAX_PUSH 128
+#define UNCLIP_VK_MAX_SPEC 8
 /* Default work per submission, in "work units" (about one multiply-add each). */
 #define UNCLIP_VK_WORK_BOUND (1ull << 31)
 
@@ -70,6 +71,9 @@ void unclip__vk_free(struct unclip_vk *vk);
 /* The context's error record: functions below that take only `vk` write into it. */
 struct unclip_err *unclip__vk_err(struct unclip_vk *vk);
 const struct unclip_device_info *unclip__vk_info(const struct unclip_vk *vk);
+/* Whether shaderInt64 is enabled on this device (the shaders' 64-bit loads may be used).
+ * UNCLIP_NO_INT64=1 in the environment leaves it off (tests of the 32-bit load paths). */
+bool unclip__vk_shader_int64(const struct unclip_vk *vk);
 
 /* Replaces the cancel callback (e.g. per pipeline run). Also starts a new job: a failure of
  * work that unclip__vk_buf_free() had to submit (reported by the next dispatch, finish,
@@ -155,9 +159,46 @@ unclip_status unclip__vk_dispatch(struct unclip_vk *vk, int shader_id,
                                   const void *push, uint32_t push_bytes, uint32_t gx,
                                   uint32_t gy, uint32_t gz, uint64_t work);
 
+/* As unclip__vk_dispatch, with specialization constants: spec[i] (32 bits) is the value of
+ * constant_id i, for i < n_spec (<= UNCLIP_VK_MAX_SPEC). One pipeline is created per shader
+ * and distinct value list, on first use (tile sizes chosen per device: see ops/linear.c,
+ * ops/conv.c). */
+unclip_status unclip__vk_dispatch_spec(struct unclip_vk *vk, int shader_id, const uint32_t *spec,
+                                       uint32_t n_spec, const struct unclip_vk_bind *binds,
+                                       uint32_t n_binds, const void *push, uint32_t push_bytes,
+                                       uint32_t gx, uint32_t gy, uint32_t gz, uint64_t work);
+
 /* Submits what is recorded and waits for it. Returns UNCLIP_E_CANCELLED when the cancel
  * callback asked to stop (the work already submitted has completed). */
 unclip_status unclip__vk_finish(struct unclip_vk *vk);
+
+/* ---- recorded graphs (record once, replay many times) ---- */
+
+/* A sequence of dispatches recorded once into command buffers of bounded work (the same
+ * bounds as live submissions) and submitted again by unclip__vk_replay: no descriptor
+ * writes or command recording per run. The graph binds the buffers it was captured with:
+ * it is valid while they live and their contents are produced the same way (callers key a
+ * graph on unclip__vk_buf_serial of its inputs and outputs). */
+struct unclip_vk_graph;
+
+/* Finishes pending work, then routes every dispatch into a new graph instead of running it.
+ * While capturing, finish/upload/download/replay fail and freeing a buffer is allowed but
+ * spoils the capture: unclip__vk_capture_end then fails (UNCLIP_E_INTERNAL, "... while
+ * capturing a graph") and nothing captured has run, so the caller records the work again
+ * normally. */
+unclip_status unclip__vk_capture_begin(struct unclip_vk *vk);
+/* Ends the capture; on success *out is the graph (caller frees it with
+ * unclip__vk_graph_free before the buffers it uses are freed or the context is). Nothing
+ * captured has run yet: call unclip__vk_replay. */
+unclip_status unclip__vk_capture_end(struct unclip_vk *vk, struct unclip_vk_graph **out);
+/* Finishes pending work, then submits each segment of g and waits for it, asking the cancel
+ * callback between segments (UNCLIP_E_CANCELLED) and applying the fence timeout to each, as
+ * live submissions do. */
+unclip_status unclip__vk_replay(struct unclip_vk *vk, const struct unclip_vk_graph *g);
+/* NULL is a no-op. The graph must not be executing (replay waits, so it never is after). */
+void unclip__vk_graph_free(struct unclip_vk_graph *g);
+/* A number unique to this buffer within its context (never reused), for graph keys. */
+uint64_t unclip__vk_buf_serial(const struct unclip_vk_buf *buf);
 
 /* Work units one submission may carry (params.work_bound / UNCLIP_WORK_BOUND / the default).
  * A single dispatch above it makes a submission above it: ops whose one dispatch can exceed

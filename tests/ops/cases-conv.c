@@ -16,6 +16,7 @@ enum {
     CV_RES = 2,        /* separate residual                         */
     CV_RES_Y = 4,      /* residual is y itself                      */
     CV_F32_ONLY = 8,   /* skip the F16 run                          */
+    CV_TBIAS = 16,     /* per-image channel bias (unclip__op_conv2d_ex) */
 };
 
 /* d: N, Cin, H, W, Cout, packed (k | stride << 4 | pad << 8 | options << 12 |
@@ -28,15 +29,18 @@ run_conv(struct ot_ctx *c, const int64_t *d)
     int32_t pad = (int32_t)((d[5] >> 8) & 15);
     int64_t opt = (d[5] >> 12) & 255;
     int variant = (int)(d[5] >> 20);
-    if (variant == 4 && getenv("UNCLIP_VALIDATION"))
-        return; /* 64-bit loads: shaderInt64 is not enabled by the engine yet */
+    if (variant == 4 && !unclip__vk_shader_int64(c->vk) && getenv("UNCLIP_VALIDATION"))
+        return; /* 64-bit loads without shaderInt64 (UNCLIP_NO_INT64=1): invalid usage */
     unclip__gemm_override = variant;
     int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1;
     int64_t xs[4] = {nb, cin, h, wd}, ys[4] = {nb, cout, ho, wo};
     int64_t ny = nb * cout * ho * wo;
-    float *hx, *hres = NULL;
+    float *hx, *hres = NULL, *htb = NULL;
     struct unclip_tensor *x = ot_input(c, UNCLIP_DT_F32, 4, xs, 1.0f, &hx);
-    struct unclip_tensor *res = NULL;
+    struct unclip_tensor *res = NULL, *tb = NULL;
+    int64_t tbs[2] = {nb, cout};
+    if (opt & CV_TBIAS)
+        tb = ot_input(c, UNCLIP_DT_F32, 2, tbs, 1.0f, &htb);
     if (opt & (CV_RES | CV_RES_Y))
         res = ot_input(c, UNCLIP_DT_F32, 4, ys, 1.0f, &hres);
     for (int f16 = 0; f16 < ((opt & CV_F32_ONLY) ? 1 : 2); f16++) {
@@ -54,14 +58,17 @@ run_conv(struct ot_ctx *c, const int64_t *d)
         float *ref = ot_scratch(c, ny);
         unclip_ref_conv2d(hx, nb, cin, h, wd, hw, cout, k, hb, stride, pad, res ? hres : NULL,
                           ref);
+        if (tb)
+            for (int64_t i = 0; i < ny; i++)
+                ref[i] += htb[(i / (ho * wo * cout)) * cout + (i / (ho * wo)) % cout];
         const struct unclip_tensor *r = (opt & CV_RES_Y) ? y : res;
         static const char *vn[5] = {"", " naive", " scalar", " words", " v64"};
         char label[80];
-        snprintf(label, sizeof label, "%lldx%lld->%lld k%d s%d p%d %s%s%s%s%s", (long long)cin,
+        snprintf(label, sizeof label, "%lldx%lld->%lld k%d s%d p%d %s%s%s%s%s%s", (long long)cin,
                  (long long)h, (long long)cout, (int)k, (int)stride, (int)pad,
                  f16 ? "f16" : "f32", b ? " bias" : "", (opt & CV_RES) ? " res" : "",
-                 (opt & CV_RES_Y) ? " res=y" : "", vn[variant]);
-        if (ot_ok(c, unclip__op_conv2d(c->vk, x, w, b, stride, pad, r, y)))
+                 (opt & CV_RES_Y) ? " res=y" : "", tb ? " tbias" : "", vn[variant]);
+        if (ot_ok(c, unclip__op_conv2d_ex(c->vk, x, w, b, tb, stride, pad, r, y)))
             ot_compare(c, label, y, ref, TOL_ACC);
     }
     unclip__gemm_override = 0;
@@ -105,6 +112,14 @@ const struct op_case ot_cases_conv[] = {
     {"conv2d", run_conv, {2, 320, 8, 8, 320, CV(3, 2, 1, CV_BIAS)}},
     {"conv2d", run_conv, {2, 320, 5, 3, 640, CV(1, 1, 0, CV_BIAS | CV_RES_Y)}},
     {"conv2d", run_conv, {2, 8, 13, 11, 5, CV(3, 1, 1, CV_BIAS)}},
+    /* per-image channel bias (a resnet's time embedding) in the epilogue: every kind, with a
+     * Cout split by the narrow variant and a residual */
+    {"conv2d", run_conv, {3, 16, 9, 12, 40, CV(3, 1, 1, CV_BIAS | CV_TBIAS | CV_RES)}},
+    {"conv2d", run_conv, {2, 16, 9, 12, 5, CV(3, 1, 1, CV_TBIAS | CV_RES_Y)}},
+    {"conv2d", run_conv, {2, 16, 9, 12, 70, CV(3, 2, 1, CV_BIAS | CV_TBIAS)}},
+    {"conv2d", run_conv, {2, 16, 9, 12, 70, CV(1, 1, 0, CV_BIAS | CV_TBIAS)}},
+    {"conv2d_variants", run_conv, {2, 12, 9, 20, 71, CVV(3, 1, 1, CV_BIAS | CV_TBIAS, 1)}},
+    {"conv2d_variants", run_conv, {2, 12, 9, 20, 71, CVV(3, 1, 1, CV_BIAS | CV_TBIAS, 3)}},
     /* Every shader variant: Cin % 4 == 0 (all weight widths), Cin odd (their scalar
      * fallback); k 3 stride 1 / 2 and k 1 with stride 2 and padding. */
     {"conv2d_variants", run_conv, {2, 12, 9, 19, 21, CVV(3, 1, 1, CV_BIAS | CV_RES, 1)}},

@@ -11,12 +11,12 @@
  * loads): the variant cases run every shader, not just the one this device gets. */
 extern int unclip__gemm_override;
 
-/* 64-bit loads need shaderInt64, which the engine does not enable yet: lavapipe runs them
- * anyway, but the validation layer would rightly object. */
+/* 64-bit loads need shaderInt64 (enabled by engine/vk when the device has it; not with
+ * UNCLIP_NO_INT64=1): lavapipe runs them anyway, but the validation layer would object. */
 static bool
-variant_allowed(int v)
+variant_allowed(struct ot_ctx *c, int v)
 {
-    return v != 4 || !getenv("UNCLIP_VALIDATION");
+    return v != 4 || unclip__vk_shader_int64(c->vk) || !getenv("UNCLIP_VALIDATION");
 }
 
 enum {
@@ -32,7 +32,7 @@ static void
 run_linear(struct ot_ctx *c, const int64_t *d)
 {
     int64_t m = d[0], k = d[1], n = d[2], opt = d[3];
-    if (!variant_allowed((int)d[4]))
+    if (!variant_allowed(c, (int)d[4]))
         return;
     unclip__gemm_override = (int)d[4];
     int64_t xs2[2] = {m, k}, xs3[3] = {2, m / 2, k};
