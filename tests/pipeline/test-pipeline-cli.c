@@ -104,7 +104,10 @@ main(int argc, char **argv)
     expect(1, "nonexistent-model", "interpolate with a missing model", rc, o);
     g_free(o);
 
-    /* One short run: an embedding file as the source, two pictures via a %d pattern, a dump. */
+    /* One short run: an embedding file as the source, two pictures via a %d pattern, a dump.
+     * On a small copy of the variations model (8x8 decoder, 32x32 pictures): what is checked
+     * here is the command line, not the pictures. */
+    char *small = tp_small_model("models/tiny-karlo-variations");
     int32_t E = 0;
     float *emb = tp_embedding(3, &E);
     char *efile = g_build_filename(tmp, "e.safetensors", NULL);
@@ -120,7 +123,8 @@ main(int argc, char **argv)
     char *src = g_strdup_printf("embedding:%s", efile);
     char *pattern = g_build_filename(tmp, "v-%02d.png", NULL);
     char *dump = g_build_filename(tmp, "dump", NULL);
-    rc = run(&o, "variations", "--model", var, "--seed", "11", "-n", "2", "--decoder-steps", "2",
+    rc = run(&o, "variations", "--model", small ? small : var, "--seed", "11", "-n", "2",
+             "--decoder-steps", "2",
              "--sr-steps", "2", "--stats", "--dump", dump, "-o", pattern, src, NULL);
     printf("%s", o);
     TU_CHECK(rc == 0, "variations run: exit %d: %s", rc, o);
@@ -138,6 +142,9 @@ main(int argc, char **argv)
 
     gchar *rm[] = {"rm", "-rf", tmp, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    if (small)
+        tp_rmtree(small);
+    g_free(small);
     g_free(emb);
     g_free(efile);
     g_free(src);

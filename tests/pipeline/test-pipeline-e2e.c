@@ -1,7 +1,9 @@
 /* Whole pipeline runs against the goldens (README sections 4 and 8).
  *
- *   test-pipeline-e2e UNCLIP_EXE RUN          runs `unclip parity --only e2e_RUN.safetensors`
- *                                             (fp32) and compares with the golden file
+ *   test-pipeline-e2e UNCLIP_EXE RUN...       runs `unclip parity --only e2e_RUN.safetensors
+ *                                             ...` (fp32; one process for all the RUNs, so
+ *                                             shaders and the tokenizer are set up once) and
+ *                                             compares each output with its golden file
  *   test-pipeline-e2e --coverage RUN...       checks that the RUN list names every run of
  *                                             manifest.json's e2e (so none is forgotten)
  *
@@ -209,11 +211,10 @@ main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "--coverage"))
         return coverage(argc, argv);
-    if (argc != 3) {
-        fprintf(stderr, "usage: test-pipeline-e2e UNCLIP_EXE RUN | --coverage RUN...\n");
+    if (argc < 3) {
+        fprintf(stderr, "usage: test-pipeline-e2e UNCLIP_EXE RUN... | --coverage RUN...\n");
         return 2;
     }
-    const char *run = argv[2];
     char root[4096];
     snprintf(root, sizeof root, "%s", tu_golden_path(""));
     size_t rl = strlen(root);
@@ -221,13 +222,32 @@ main(int argc, char **argv)
         root[rl - 1] = '\0';
     JsonObject *e2e = NULL;
     JsonParser *mp = load_manifest(root, &e2e);
-    JsonObject *entry = e2e && json_object_has_member(e2e, run)
-                            ? json_object_get_object_member(e2e, run) : NULL;
-    TU_CHECK(entry != NULL, "manifest.json has no e2e run %s", run);
-    if (!entry)
+    int n_runs = argc - 2;
+    const char **golden = g_new0(const char *, n_runs);
+    JsonArray **names = g_new0(JsonArray *, n_runs);
+    GPtrArray *av = g_ptr_array_new();
+    g_ptr_array_add(av, argv[1]);
+    g_ptr_array_add(av, "parity");
+    for (int k = 0; k < n_runs; k++) {
+        const char *run = argv[2 + k];
+        JsonObject *entry = e2e && json_object_has_member(e2e, run)
+                                ? json_object_get_object_member(e2e, run) : NULL;
+        TU_CHECK(entry != NULL, "manifest.json has no e2e run %s", run);
+        if (!entry)
+            continue;
+        golden[k] = json_object_get_string_member(entry, "golden");
+        names[k] = json_object_get_array_member(entry, "tensors");
+        g_ptr_array_add(av, "--only");
+        g_ptr_array_add(av, (gpointer)golden[k]);
+    }
+    if (av->len == 2) { /* no run known: do not let parity run everything */
+        g_ptr_array_free(av, TRUE);
+        g_free(golden);
+        g_free(names);
+        if (mp)
+            g_object_unref(mp);
         return tu_summary("pipeline-e2e");
-    const char *golden = json_object_get_string_member(entry, "golden");
-    JsonArray *names = json_object_get_array_member(entry, "tensors");
+    }
 
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s/unclip-e2e-XXXXXX", g_get_tmp_dir());
@@ -235,28 +255,39 @@ main(int argc, char **argv)
         printf("cannot create a temporary folder\n");
         return 1;
     }
-    gchar *av[] = {argv[1], "parity", "--only", (gchar *)golden, root, tmp, NULL};
+    g_ptr_array_add(av, root);
+    g_ptr_array_add(av, tmp);
+    g_ptr_array_add(av, NULL);
     gchar *out = NULL, *errout = NULL;
     gint status = 0;
     GError *ge = NULL;
     gint64 t0 = g_get_monotonic_time();
-    bool ran = g_spawn_sync(NULL, av, NULL, 0, NULL, NULL, &out, &errout, &status, &ge);
+    bool ran = g_spawn_sync(NULL, (gchar **)av->pdata, NULL, 0, NULL, NULL, &out, &errout,
+                            &status, &ge);
     gint64 t1 = g_get_monotonic_time();
     printf("%s%s", out ? out : "", errout ? errout : "");
-    printf("  %s: unclip parity took %.1f s\n", run, (t1 - t0) / 1e6);
+    printf("  unclip parity took %.1f s for %d run(s)\n", (t1 - t0) / 1e6, n_runs);
     TU_CHECK(ran && g_spawn_check_wait_status(status, NULL), "unclip parity failed: %s",
              ge ? ge->message : "non-zero exit");
     g_clear_error(&ge);
     g_free(out);
     g_free(errout);
+    g_ptr_array_free(av, TRUE);
 
-    char *gpath = g_build_filename(root, "goldens", golden, NULL);
-    char *opath = g_build_filename(tmp, golden, NULL);
-    if (names)
-        compare_run(run, names, gpath, opath);
-    g_free(gpath);
-    g_free(opath);
-    g_object_unref(mp);
+    /* Every run is compared, whatever happened to the others. */
+    for (int k = 0; k < n_runs; k++) {
+        if (!golden[k] || !names[k])
+            continue;
+        char *gpath = g_build_filename(root, "goldens", golden[k], NULL);
+        char *opath = g_build_filename(tmp, golden[k], NULL);
+        compare_run(argv[2 + k], names[k], gpath, opath);
+        g_free(gpath);
+        g_free(opath);
+    }
+    g_free(golden);
+    g_free(names);
+    if (mp)
+        g_object_unref(mp);
     gchar *rm[] = {"rm", "-rf", tmp, NULL};
     g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
     return tu_summary("pipeline-e2e");
