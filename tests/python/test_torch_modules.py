@@ -425,28 +425,38 @@ def main():
     root = args[0]
     gdir = os.path.join(root, "goldens")
     mdir = os.path.join(root, "models")
-    torch.set_num_threads(2)
+    # One thread: the goldens were made that way, and meson runs other tests beside this
+    # one on the same cores (two OpenMP threads then mostly wait for each other).
+    torch.set_num_threads(1)
     with open(os.path.join(gdir, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     c = Checker()
     t0 = time.time()
+    times = []
+
+    def timed(name, fn, *a):
+        w0, c0 = time.time(), time.process_time()
+        fn(*a)
+        times.append("%s %.1f/%.1f" % (name, time.time() - w0, time.process_time() - c0))
+
     with torch.no_grad():
-        check_tokenizer(c, gdir, mdir)
-        check_text_encoder(c, gdir, mdir)
-        check_vision(c, gdir, mdir, manifest)
-        check_prior(c, gdir, mdir)
-        check_text_proj(c, gdir, mdir)
-        check_decoder(c, gdir, mdir)
-        check_super_res(c, gdir, mdir)
-        check_interpolate(c, gdir)
-        check_scheduler(c, gdir, mdir, manifest)
-        check_rng(c, gdir, manifest)
-        check_small_models(c)
+        timed("tokenizer", check_tokenizer, c, gdir, mdir)
+        timed("text_encoder", check_text_encoder, c, gdir, mdir)
+        timed("vision", check_vision, c, gdir, mdir, manifest)
+        timed("prior", check_prior, c, gdir, mdir)
+        timed("text_proj", check_text_proj, c, gdir, mdir)
+        timed("decoder", check_decoder, c, gdir, mdir)
+        timed("super_res", check_super_res, c, gdir, mdir)
+        timed("interpolate", check_interpolate, c, gdir)
+        timed("scheduler", check_scheduler, c, gdir, mdir, manifest)
+        timed("rng", check_rng, c, gdir, manifest)
+        timed("small_models", check_small_models, c)
         runs = list(manifest["e2e"]) if "--all-e2e" in sys.argv else DEFAULT_E2E
         vision = ut.st.read(os.path.join(gdir, "vision_encoder.safetensors"))
         pipes = {}
         for run in runs:
-            run_e2e(c, run, gdir, mdir, manifest, pipes, vision)
+            timed(run, run_e2e, c, run, gdir, mdir, manifest, pipes, vision)
+    print("times (wall/CPU s): " + ", ".join(times))
     print("SUMMARY: %d passed, %d failed (%.1f s)%s"
           % (c.n_pass, len(c.failures), time.time() - t0,
              "" if not c.failures else "; failed: " + ", ".join(c.failures)))
