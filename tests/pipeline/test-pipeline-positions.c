@@ -1,5 +1,6 @@
 /* Interpolation at chosen positions (unclip_run_interpolation_at) and decoder-only runs
- * (unclip_run_params.decoder_only), on the tiny golden models with short runs:
+ * (unclip_run_params.decoder_only), on small copies of the tiny golden models (golden weights,
+ * 8x8 decoder and 32x32 super-res pictures: tp_small_model) with short runs:
  *   - a frame at position w is, bit for bit, the frame an evenly spaced run shows at that w
  *     (positions in any order, repeated); a position between two frames is a new picture
  *     whose image embedding has the lerped norm;
@@ -200,9 +201,14 @@ test_bad_positions(struct unclip_ctx *ctx, struct unclip_model *m,
 static void
 test_text_to_image(struct unclip_ctx *ctx)
 {
-    struct unclip_model *m = tp_model(ctx, "models/tiny-karlo");
-    if (!m)
+    char *dir = tp_small_model("models/tiny-karlo");
+    struct unclip_model *m = tp_model_at(ctx, dir);
+    if (!m) {
+        if (dir)
+            tp_rmtree(dir);
+        g_free(dir);
         return;
+    }
     struct tp_trace tr;
     tp_trace_init(&tr, WANT);
     struct unclip__trace trace = {.put = tp_trace_put, .user = &tr};
@@ -239,6 +245,8 @@ test_text_to_image(struct unclip_ctx *ctx)
     unclip_result_clear(&full);
     unclip_result_clear(&small);
     unclip_model_free(m);
+    tp_rmtree(dir);
+    g_free(dir);
 }
 
 /* 1 ms is far below what one UNet submission takes on lavapipe (milliseconds at least). */
@@ -275,7 +283,8 @@ main(void)
     struct unclip_ctx *ctx = tp_ctx();
     if (!ctx)
         return 77;
-    struct unclip_model *m = tp_model(ctx, "models/tiny-karlo-variations");
+    char *dir = tp_small_model("models/tiny-karlo-variations");
+    struct unclip_model *m = tp_model_at(ctx, dir);
     if (m) {
         int32_t d0 = 0, d2 = 0;
         float *e0 = tp_embedding(0, &d0), *e2 = tp_embedding(2, &d2);
@@ -291,6 +300,9 @@ main(void)
         g_free(e2);
         unclip_model_free(m);
     }
+    if (dir)
+        tp_rmtree(dir);
+    g_free(dir);
     test_text_to_image(ctx);
     unclip_ctx_free(ctx);
     test_submit_timeout();
