@@ -16,6 +16,9 @@
 
 #include "ops/op-util.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 /* Load width shared with linear.c (0 scalar, 1 vec4 / words, 2 64-bit) and its override for
  * benchmarks (0 automatic, 1 naive shaders, 2.. forced width). */
 int unclip__gemm_loads(struct unclip_vk *vk);
@@ -104,6 +107,12 @@ pick_tiles(struct unclip_vk *vk, int kind)
 {
     if (kind == K3S1 && unclip__conv_tiles_override.tm)
         return unclip__conv_tiles_override;
+    /* Tuning on a new device without rebuilding: UNCLIP_CONV_TILES=TM,TN,LX,LY (k 3 stride 1). */
+    const char *ev = kind == K3S1 ? getenv("UNCLIP_CONV_TILES") : NULL;
+    struct conv_tiles et;
+    if (ev && sscanf(ev, "%u,%u,%u,%u", &et.tm, &et.tn, &et.lx, &et.ly) == 4 && et.tm &&
+        et.tm <= 64 && et.tn && et.tn <= 64 && et.lx && et.ly && et.lx * et.ly <= 1024)
+        return et;
     const struct unclip_device_info *info = unclip__vk_info(vk);
     size_t n = sizeof tile_table / sizeof tile_table[0];
     for (size_t i = 0; i < n; i++) {
