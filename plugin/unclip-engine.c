@@ -5,7 +5,6 @@
 
 #include "config.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "unclip-engine.h"
@@ -57,9 +56,8 @@ fail_detail (UnclipJob     *job,
   return status;
 }
 
-/* Frames of an interpolation at job->positions. The engine decodes evenly spaced frames
- * k / (n - 1); the positions must be such a set (the plug-in only makes such sets, see
- * unclip_params_positions), or a single end point. */
+/* Frames of an interpolation at job->positions (any positions in 0..1); a preview stops
+ * after the decoder (its 64 x 64 output for Karlo, no super-resolution). */
 static unclip_status
 run_interpolation (struct unclip_model *model,
                    UnclipJob           *job)
@@ -69,73 +67,24 @@ run_interpolation (struct unclip_model *model,
   struct unclip_run_params run    = job->run;
   unclip_status            status;
   gint                     n      = job->n_positions;
+  gfloat                  *positions;
   gint                     i;
 
   source_from_end (&from, &job->ends[0]);
   source_from_end (&to, &job->ends[1]);
-  run.num_images = 1;
+  run.num_images   = 1;
+  run.decoder_only = job->kind == UNCLIP_JOB_PREVIEW;
 
-#ifdef HAVE_DECODER_ONLY
-  if (job->kind == UNCLIP_JOB_PREVIEW)
-    run.decoder_only = true;
-#endif
+  positions = g_new (gfloat, n);
+  for (i = 0; i < n; i++)
+    positions[i] = (gfloat) job->positions[i];
+  status = unclip_run_interpolation_at (model, &from, &to, positions, n, &run, &result);
+  g_free (positions);
+  if (status != UNCLIP_OK)
+    return status;
 
-#ifdef HAVE_UNCLIP_RUN_INTERPOLATION_AT
-  {
-    gfloat *positions = g_new (gfloat, n);
-
-    for (i = 0; i < n; i++)
-      positions[i] = (gfloat) job->positions[i];
-    status = unclip_run_interpolation_at (model, &from, &to, positions, n, &run, &result);
-    g_free (positions);
-    if (status != UNCLIP_OK)
-      return status;
-    take_result (job, &result);
-    return UNCLIP_OK;
-  }
-#else
-  if (n >= 2)
-    {
-      for (i = 0; i < n; i++)
-        if (fabs (job->positions[i] - (gdouble) i / (n - 1)) > 1e-9)
-          return fail_detail (job, UNCLIP_E_ARG,
-                              "this engine decodes only evenly spaced frames");
-
-      status = unclip_run_interpolation (model, &from, &to, n, &run, &result);
-      if (status != UNCLIP_OK)
-        return status;
-      take_result (job, &result);
-      return UNCLIP_OK;
-    }
-
-  /* One frame at w: decode the smallest evenly spaced set k / (m - 1) that holds w and keep
-   * frame k (the frames of a set share the noise, so it is the picture a set of m frames
-   * shows there). unclip_params_positions keeps w on eighths. */
-  {
-    gdouble w = job->positions[0];
-    gint    m, keep = -1;
-
-    for (m = 2; m <= 9 && keep < 0; m++)
-      if (fabs (w * (m - 1) - round (w * (m - 1))) < 1e-9)
-        keep = (gint) round (w * (m - 1));
-    m--;
-    if (keep < 0)
-      return fail_detail (job, UNCLIP_E_ARG,
-                          "this engine decodes a single frame only at positions k/8");
-
-    status = unclip_run_interpolation (model, &from, &to, m, &run, &result);
-    if (status != UNCLIP_OK)
-      return status;
-
-    for (i = 0; i < result.n_images; i++)
-      if (i != keep)
-        unclip_image_clear (&result.images[i]);
-    result.images[0] = result.images[keep];
-    result.n_images  = 1;
-    take_result (job, &result);
-    return UNCLIP_OK;
-  }
-#endif
+  take_result (job, &result);
+  return UNCLIP_OK;
 }
 
 unclip_status

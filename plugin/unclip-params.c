@@ -89,9 +89,8 @@ unclip_params_add_arguments (GimpProcedure *procedure,
                      _("End te_xt"), "prompt");
       gimp_procedure_add_double_argument (procedure, "position", _("Pos_ition"),
                                           _("Where between the ends the image lies: 0 is "
-                                            "the start, 1 the end, in steps of 1/8 (with "
-                                            "more than one frame: the frame the preview "
-                                            "shows)"),
+                                            "the start, 1 the end (with more than one "
+                                            "frame: the frame the preview shows)"),
                                           0.0, 1.0, 0.5, G_PARAM_READWRITE);
       gimp_procedure_add_int_argument (procedure, "frames", _("_Frames"),
                                        _("1: one image at the position; more: that many "
@@ -411,14 +410,7 @@ unclip_params_positions (const UnclipParams *params,
   gint     i;
 
   if (n == 1)
-    {
-      positions[0] = CLAMP (params->position, 0.0, 1.0);
-#ifndef HAVE_UNCLIP_RUN_INTERPOLATION_AT
-      /* This engine decodes evenly spaced frames only: one frame is taken from the smallest
-       * such set that holds it (unclip-engine.c), so the position goes to eighths. */
-      positions[0] = round (positions[0] * 8.0) / 8.0;
-#endif
-    }
+    positions[0] = CLAMP (params->position, 0.0, 1.0);
   else
     for (i = 0; i < n; i++)
       positions[i] = (gdouble) i / (gdouble) (n - 1);
@@ -571,6 +563,19 @@ unclip_params_layer_name (const UnclipParams *params,
   return name;
 }
 
+/* Short decimal text (g_key_file_set_double writes 0.2 as 0.20000000000000001): nine
+ * significant digits give back the float the engine used exactly. */
+static void
+set_number (GKeyFile    *kf,
+            const gchar *group,
+            const gchar *key,
+            gdouble      value)
+{
+  gchar buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  g_key_file_set_value (kf, group, key, g_ascii_formatd (buf, sizeof buf, "%.9g", value));
+}
+
 gchar *
 unclip_params_to_parasite (const UnclipParams *params,
                            const gchar        *model_dir,
@@ -592,7 +597,7 @@ unclip_params_to_parasite (const UnclipParams *params,
   if (params->proc == UNCLIP_PROC_TEXT_DIFF)
     {
       g_key_file_set_string (kf, group, "source-prompt", params->source_prompt);
-      g_key_file_set_double (kf, group, "amount", params->amount);
+      set_number (kf, group, "amount", params->amount);
     }
   if (params->proc == UNCLIP_PROC_INTERPOLATE)
     {
@@ -608,7 +613,7 @@ unclip_params_to_parasite (const UnclipParams *params,
           g_free (key);
           g_free (label);
         }
-      g_key_file_set_double (kf, group, "position", position);
+      set_number (kf, group, "position", position);
       g_key_file_set_integer (kf, group, "frames", params->frames);
     }
   g_key_file_set_uint64 (kf, group, "seed", params->seed);
@@ -618,8 +623,8 @@ unclip_params_to_parasite (const UnclipParams *params,
   g_key_file_set_integer (kf, group, "prior-steps", params->prior_steps);
   g_key_file_set_integer (kf, group, "decoder-steps", params->decoder_steps);
   g_key_file_set_integer (kf, group, "super-res-steps", params->sr_steps);
-  g_key_file_set_double (kf, group, "prior-guidance", params->prior_guidance);
-  g_key_file_set_double (kf, group, "decoder-guidance", params->decoder_guidance);
+  set_number (kf, group, "prior-guidance", params->prior_guidance);
+  set_number (kf, group, "decoder-guidance", params->decoder_guidance);
   g_key_file_set_string (kf, group, "model-folder", model_dir ? model_dir : "");
   g_key_file_set_string (kf, group, "device", device_used ? device_used : "");
   g_key_file_set_string (kf, group, "engine-version", unclip_version ());

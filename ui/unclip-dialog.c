@@ -10,7 +10,8 @@
  * (KIND: text-to-image, variations, interpolate, text-diff) and closes. When the file
  * DIR/plugin-KIND.stop exists, it saves DIR/plugin-KIND-running.png at the run's first
  * progress report, presses Stop, and saves DIR/plugin-KIND-stopped.png once the run has
- * ended.
+ * ended. The interpolation preview's own pixels, at the size the engine made them, go to
+ * DIR/plugin-interpolate-preview.png each time a preview arrives (the tests check its size).
  */
 
 #include <string.h>
@@ -1055,6 +1056,23 @@ unclip_dialog_set_preview (GtkWidget    *dialog,
           dst[1] = channels >= 3 ? src[1] : src[0];
           dst[2] = channels >= 3 ? src[2] : src[0];
         }
+    }
+
+  if (priv->screenshot)
+    {
+      gchar *file = g_strdup (priv->screenshot);
+      gchar *dot  = strrchr (file, '.');
+      gchar *raw;
+
+      /* ".png" or "-stopped.png": cut at the kind's name */
+      if (g_str_has_suffix (file, "-stopped.png"))
+        dot = file + strlen (file) - strlen ("-stopped.png");
+      *dot = '\0';
+      raw = g_strconcat (file, "-preview.png", NULL);
+      if (! gdk_pixbuf_save (pixbuf, raw, "png", NULL, NULL))
+        g_printerr ("unclip: could not save %s\n", raw);
+      g_free (raw);
+      g_free (file);
     }
 
   scaled = gdk_pixbuf_scale_simple (pixbuf, PREVIEW_SIZE, PREVIEW_SIZE, GDK_INTERP_NEAREST);

@@ -22,13 +22,13 @@ step() { printf '\n== %s (%ds)\n' "$*" "$SECONDS"; }
 # ---- build: the plug-in and the CLI, with the prefix GIMP itself uses ----
 step "build"
 if [ ! -f "$build/build.ninja" ]; then
-    # -Werror off for the engine only: Debian 13's gcc 14 warns where the host's gcc 12 (which
-    # the engine's own tests use) does not; plugin/ and ui/ keep werror=true themselves.
+    # The project's own -Werror: the engine builds warning-free with Debian 13's gcc 14 too.
     meson setup "$build" /src --prefix=/usr -Dplugin=enabled -Dshared_dir=/shared \
-        -Dtorch_tests=disabled -Dwerror=false >"$build.setup.log" 2>&1 || { cat "$build.setup.log"; exit 1; }
+        -Dtorch_tests=disabled >"$build.setup.log" 2>&1 || { cat "$build.setup.log"; exit 1; }
 else
-    # The source may have moved on (new files, options): let meson notice.
-    meson setup --reconfigure "$build" /src >"$build.setup.log" 2>&1 ||
+    # The source may have moved on (new files, options): let meson notice. -Dwerror=true
+    # undoes the -Dwerror=false of build folders made by older versions of this script.
+    meson setup --reconfigure "$build" /src -Dwerror=true >"$build.setup.log" 2>&1 ||
         { cat "$build.setup.log"; exit 1; }
 fi
 ninja -C "$build" -j2 plugin/unclip gimp-unclip-gmo

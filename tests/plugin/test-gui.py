@@ -12,6 +12,7 @@
 # Prints "ok ..." / "FAIL ..." lines, then ALL-DONE when nothing failed.
 
 import ctypes
+import json
 import os
 import sys
 import time
@@ -214,7 +215,37 @@ def test_dialogs():
         check(len(image.get_layers()) == 1 + n_new, "%s dialog: %d new layers (%d)"
               % (kind, n_new, len(image.get_layers()) - 1))
         check(os.path.exists(shot), "%s dialog: picture %s" % (kind, os.path.basename(shot)))
+        if kind == "interpolate":
+            check_preview(settings)
         display.delete()
+
+
+def model_of(settings):
+    for key, value in settings:
+        if key == "model-folder":
+            return value.strip('"')[len("file://"):]
+    return SHAPES
+
+
+def check_preview(settings):
+    """The live preview is the decoder's own output (decoder_only): its sample_size square,
+    not the super-resolution size of the layers."""
+    raw = os.path.join(SHOTS, "plugin-interpolate-preview.png")
+    if not check(os.path.exists(raw), "interpolate dialog: the preview was made"):
+        return
+    with open(os.path.join(model_of(settings), "decoder", "config.json")) as f:
+        side = json.load(f)["sample_size"]
+    image = load(raw)
+    layer = image.get_layers()[0]
+    w, h = layer.get_width(), layer.get_height()
+    buf = layer.get_buffer()
+    data = bytes(buf.get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B' u8",
+                         Gegl.AbyssPolicy.NONE))
+    image.delete()
+    check((w, h) == (side, side), "interpolate dialog: the preview is the decoder's %dx%d "
+          "output (%dx%d)" % (side, side, w, h))
+    check(len(set(data)) > 8, "interpolate dialog: the preview is a picture (%d distinct "
+          "byte values)" % len(set(data)))
 
 
 def test_stop():

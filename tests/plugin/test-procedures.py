@@ -342,6 +342,28 @@ def test_interpolate():
               "a red circle → a blue square at 0.50 (seed 5)"),
               "one frame named %s" % [l.get_name() for l in added])
         same_pixels(added[0], os.path.join(OUT, "interp-1.png"), "frame at position 0.5")
+
+    # A position no small evenly spaced set holds on eighths: 0.2 = frame 1 of 6. The engine
+    # decodes it directly (unclip_run_interpolation_at); the same noise makes it equal.
+    before = {l.get_id() for l in image.get_layers()}
+    status, values = call("plug-in-unclip-interpolate", image, [image.get_layers()[0]],
+                          start_type="prompt", start_prompt="a red circle",
+                          end_type="prompt", end_prompt="a blue square", frames=1,
+                          position=0.2, seed=5, random_seed=False, quality="custom",
+                          model_folder=T2I, **STEPS)
+    if check(status == Gimp.PDBStatusType.SUCCESS, "one frame at position 0.2 runs %s"
+             % failed_with(status, values)):
+        added = new_layers(image, before)
+        check(len(added) == 1 and added[0].get_name() ==
+              "a red circle → a blue square at 0.20 (seed 5)",
+              "one frame named %s" % [l.get_name() for l in added])
+        ref = os.path.join(OUT, "interp6-%d.png")
+        cli("interpolate", "--model", T2I, "--from", "text:a red circle", "--to",
+            "text:a blue square", "--frames", 6, "--seed", 5, *CLI_STEPS, "-q", "-o", ref)
+        if added:
+            same_pixels(added[0], ref % 1, "frame at position 0.2 (the CLI's frame 1 of 6)")
+            check(parasite(added[0]).get("position") == "0.2",
+                  "its parasite says position 0.2 (%s)" % parasite(added[0]).get("position"))
     image.delete()
 
     # A layer and a prompt (a model with both the image encoder and the prior).
