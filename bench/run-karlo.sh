@@ -3,8 +3,9 @@
 # one denoising step of the prior (CFG batch 2), the decoder (64x64, CFG batch 2) and the
 # super-resolution UNet (256x256, batch 1) with random weights of Karlo's real sizes, on the
 # Vulkan device (bench-karlo, F16 weights) and with torch on the CPU (bench/karlo_model.py,
-# fp32, 2 threads, the same weights and inputs). Prints seconds per step, the ratio
-# torch/ours, peak device and host memory per stage, and ours-vs-torch relative L2.
+# fp32, 2 threads, the same weights and inputs). Prints seconds per step (wall and CPU
+# seconds: on a shared machine the CPU figure is the steadier one), the ratio torch/ours in
+# CPU seconds, peak device and host memory per stage, and ours-vs-torch relative L2.
 #
 # Usage: bench/run-karlo.sh [BUILD_DIR] [-- options]
 #   --model DIR     where the random model lives (made there when missing; ~5.2 GB of F16
@@ -86,17 +87,19 @@ for line in open(sys.argv[1]):
         dev = " ".join(f[1:])
 gib = lambda b: "%.2f" % (int(b) / 2**30)
 print("Karlo-size step, random weights (%s; torch fp32 on the CPU)" % dev)
-print("%-10s %9s %9s %11s %8s %8s %9s %9s %9s %9s" % (
-    "stage", "ours s", "torch s", "torch/ours", "weights", "dev peak", "host peak",
-    "torch rss", "rel L2", "load s"))
+print("%-10s %8s %8s %8s %8s %8s %8s %8s %9s %9s %9s" % (
+    "stage", "ours s", "ours cpu", "torch s", "torch cpu", "t/o cpu", "weights", "dev peak",
+    "host peak", "torch rss", "rel L2"))
 for s, o in ours.items():
     t = torch.get(s, {})
     ts = float(t["seconds"]) if t else None
-    print("%-10s %9.2f %9s %11s %8s %8s %9s %9s %9s %9s" % (
-        s, float(o["step_s"]), "%.2f" % ts if ts else "-",
-        "%.3f" % (ts / float(o["step_s"])) if ts else "-",
+    tc = float(t["cpu_s"]) if t and "cpu_s" in t else None
+    oc = float(o.get("step_cpu_s", "nan"))
+    print("%-10s %8.2f %8.2f %8s %8s %8s %8s %8s %9s %9s %9s" % (
+        s, float(o["step_s"]), oc, "%.2f" % ts if ts else "-", "%.2f" % tc if tc else "-",
+        "%.3f" % (tc / oc) if tc and oc > 0 else "-",
         gib(o["weights"]), gib(o["device_peak"]), gib(o["host_peak"]),
-        gib(t["peak_rss"]) if t else "-", o["rel_l2"], o["load_s"]))
+        gib(t["peak_rss"]) if t else "-", o["rel_l2"]))
 print("(memory in GiB; dev peak = device-memory blocks of the context during the step: "
       "weights (%s) + activations; host peak = VmHWM of the stage's process; on lavapipe "
       "device memory is host memory)" % ("F32" if any(o.get("dtype") == "f32" for o in ours.values()) else "F16"))
