@@ -11,11 +11,17 @@
 #include <glib.h>
 #include <string.h>
 
+/* Longest wait for one submission in these tests: a CPU driver on a shared, loaded CI
+ * machine can take minutes for a submission that needs a second on its own (a 60 s wait once
+ * failed a budget run at load 15 on 2 cores); the tests check results, not speed. */
+#define REL_SUBMIT_TIMEOUT_MS 600000u
+
 /* A context with the default (fp16 weights) parameters; NULL (and a message) without one. */
 static inline struct unclip_ctx *
 rel_ctx(void)
 {
     struct unclip_ctx_params cp = unclip_ctx_params_default();
+    cp.submit_timeout_ms = REL_SUBMIT_TIMEOUT_MS;
     struct unclip_ctx *ctx = NULL;
     char err[1024];
     if (unclip_ctx_new(&cp, &ctx, err, sizeof err) != UNCLIP_OK) {

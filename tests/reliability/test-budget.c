@@ -65,6 +65,7 @@ test_estimates(bool fp32)
 {
     struct unclip_ctx_params cp = unclip_ctx_params_default();
     cp.fp32_weights = fp32;
+    cp.submit_timeout_ms = REL_SUBMIT_TIMEOUT_MS;
     struct unclip_ctx *ctx = NULL;
     char err[1024];
     if (unclip_ctx_new(&cp, &ctx, err, sizeof err) != UNCLIP_OK) {
