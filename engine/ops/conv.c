@@ -81,8 +81,10 @@ static const int shaders[4][4] = {
  *
  * CPU (lavapipe, 8-lane subgroups): every component a lane loads is a scalar loop over the
  * lanes and there are 32 vector registers, so the tile trades loads per FMA against spills;
- * measured with bench-ops --conv-tiles (see docs/performance.md). LX = 8 puts a subgroup's
- * lanes on 8 channel blocks of the same pixels: their input reads hit the same lines.
+ * measured with bench-ops --conv-tiles (docs/performance.md: 3x3 stride 1 at 16 x 4 did
+ * 1.65x the GFLOP per CPU-second of 16 x 8, whose 128 accumulators spill). LX = 8 puts a
+ * subgroup's lanes on 8 channel blocks of the same pixels: their input reads hit the same
+ * lines.
  * GPUs (not measurable here): a smaller per-invocation block keeps ~64 accumulators per
  * invocation, so occupancy stays high; 64-invocation workgroups fill a wave of 32 or 64. */
 struct conv_tiles {
@@ -94,7 +96,7 @@ struct tile_row {
     struct conv_tiles k[4]; /* [K1, K3S1, K3S2, K3N] */
 };
 static const struct tile_row tile_table[] = {
-    {UNCLIP_DEVICE_CPU, 0, {{16, 8, 8, 8}, {16, 8, 8, 8}, {8, 8, 8, 8}, {16, 4, 1, 64}}},
+    {UNCLIP_DEVICE_CPU, 0, {{16, 8, 8, 8}, {16, 4, 8, 8}, {8, 8, 8, 8}, {16, 4, 1, 64}}},
     {-1, 0, {{8, 4, 8, 8}, {8, 4, 8, 8}, {4, 4, 8, 8}, {8, 4, 1, 64}}},
 };
 
