@@ -1,7 +1,10 @@
 /* bench-karlo: one denoising step of each Karlo-size stage on a Vulkan device, with the peak
  * device and host memory of the stage (a benchmark, never a pass/fail test).
  *
- * Usage: bench-karlo [--fp32] [--no-warmup] [--device NAME] MODEL_DIR STAGE...
+ * Usage: bench-karlo [--fp32] [--no-warmup] [--memory-only] [--device NAME] MODEL_DIR STAGE...
+ *   --memory-only (UNets): load, plan and allocate the step, stop at its first submission
+ *   and print MEMORY karlo_<stage> weights= workspace= device_peak= host_peak= (seconds
+ *   instead of minutes on lavapipe for the super-resolution step).
  *   MODEL_DIR: written by `bench/karlo_model.py make` (Karlo's configs, random F16 weights,
  *   inputs_<stage>.safetensors); STAGE: prior | decoder | super_res. Run one stage per
  *   process for clean host peaks (bench/run-karlo.sh does).
@@ -83,11 +86,21 @@ host_peak(void)
 struct bench {
     struct unclip_vk *vk;
     const char *dir;
-    bool fp32, warmup;
+    bool fp32, warmup, memory_only;
     struct unclip_st_file *inputs, *torch_out;
     struct unclip_tensor t[16];
     int nt;
 };
+
+/* --memory-only: stop at the first submission of the step. The UNet plans and allocates its
+ * whole activation workspace before recording anything, so the device peak is then known
+ * without paying for the (on lavapipe, minutes-long) computation. */
+static bool
+cancel_now(void *user)
+{
+    (void)user;
+    return true;
+}
 
 static int
 fail(struct bench *b, const char *what, unclip_status st)
@@ -364,9 +377,28 @@ run_unet(struct bench *b, bool decoder)
     unclip__vk_mem_reset_peak(b->vk);
     double c0 = cpu_s();
     t0 = now_s();
+    if (b->memory_only)
+        unclip__vk_set_cancel(b->vk, cancel_now, NULL);
     st = unclip__unet_forward(u, &in, out);
     if (st == UNCLIP_OK)
         st = unclip__vk_finish(b->vk);
+    if (b->memory_only) {
+        unclip__vk_set_cancel(b->vk, NULL, NULL);
+        if (st == UNCLIP_E_CANCELLED) {
+            printf("MEMORY karlo_%s weights=%llu workspace=%llu device_peak=%llu host_peak=%llu "
+                   "load_s=%.2f dtype=%s (step cancelled at its first submission)\n",
+                   stage, (unsigned long long)unclip__unet_weight_bytes(u),
+                   (unsigned long long)unclip__unet_workspace_bytes(u),
+                   (unsigned long long)unclip__vk_mem_peak(b->vk), host_peak(), load_s,
+                   b->fp32 ? "f32" : "f16");
+            fflush(stdout);
+            free(mask);
+            free(tt);
+            close_stage(b);
+            unclip__unet_free(u);
+            return 0;
+        }
+    }
     if (st != UNCLIP_OK)
         return fail(b, "unet step", st);
     double step_s = now_s() - t0, step_cpu = cpu_s() - c0;
@@ -393,6 +425,8 @@ main(int argc, char **argv)
             b.fp32 = true;
         else if (!strcmp(argv[i], "--no-warmup"))
             b.warmup = false;
+        else if (!strcmp(argv[i], "--memory-only"))
+            b.memory_only = true, b.warmup = false;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc)
             p.device_name = argv[++i];
         else {
@@ -401,8 +435,8 @@ main(int argc, char **argv)
         }
     }
     if (argc - i < 2) {
-        fprintf(stderr, "usage: bench-karlo [--fp32] [--no-warmup] [--device NAME] MODEL_DIR "
-                        "prior|decoder|super_res...\n");
+        fprintf(stderr, "usage: bench-karlo [--fp32] [--no-warmup] [--memory-only] "
+                        "[--device NAME] MODEL_DIR prior|decoder|super_res...\n");
         return 2;
     }
     b.dir = argv[i++];
