@@ -17,8 +17,9 @@
  * (torch_out_<stage>.safetensors, when `karlo_model.py torch` wrote one) by relative L2.
  *
  * Prints one line per stage:
- *   RESULT karlo_<stage> step_s=.. step_cpu_s=.. load_s=.. warmup_s=.. weights=<bytes> workspace=<bytes>
- *          device_peak=<bytes> host_peak=<bytes> rel_l2=<x|-> max_submission_ms=..
+ *   RESULT karlo_<stage> step_s=.. step_cpu_s=.. load_s=.. warmup_s=.. weights=<bytes>
+ *          workspace=<bytes> device_peak=<bytes> host_peak=<bytes> rel_l2=<x|->
+ *          nonfinite=<count> max_submission_ms=.. dtype=f16|f32
  * device_peak: the context's device-memory blocks at their highest during the stage
  * (weights + activations + temporaries); host_peak: the process's VmHWM since the stage
  * started (on lavapipe device memory is host memory, so it includes device_peak, plus the
@@ -231,7 +232,8 @@ close_stage(struct bench *b)
 
 static void
 report(struct bench *b, const char *stage, double load_s, double warm_s, double step_s,
-       double step_cpu, uint64_t weights, uint64_t workspace, unsigned long long hpeak, const struct unclip_tensor *out)
+       double step_cpu, uint64_t weights, uint64_t workspace, unsigned long long hpeak,
+       const struct unclip_tensor *out)
 {
     double rel;
     int64_t bad = check_output(b, out, &rel);
@@ -240,7 +242,8 @@ report(struct bench *b, const char *stage, double load_s, double warm_s, double 
     char relbuf[32] = "-";
     if (rel >= 0)
         snprintf(relbuf, sizeof relbuf, "%.3g", rel);
-    printf("RESULT karlo_%s step_s=%.2f step_cpu_s=%.2f load_s=%.2f warmup_s=%.2f weights=%llu workspace=%llu "
+    printf("RESULT karlo_%s step_s=%.2f step_cpu_s=%.2f load_s=%.2f warmup_s=%.2f weights=%llu "
+           "workspace=%llu "
            "device_peak=%llu host_peak=%llu rel_l2=%s nonfinite=%lld max_submission_ms=%.0f "
            "dtype=%s\n",
            stage, step_s, step_cpu, load_s, warm_s, (unsigned long long)weights,
@@ -299,8 +302,8 @@ run_prior(struct bench *b)
     if (st != UNCLIP_OK)
         return fail(b, "prior step", st);
     double step_s = now_s() - t0, step_cpu = cpu_s() - c0;
-    report(b, "prior", load_s, warm_s, step_s, step_cpu, unclip__prior_weight_bytes(m), 0, host_peak(),
-           out);
+    report(b, "prior", load_s, warm_s, step_s, step_cpu, unclip__prior_weight_bytes(m), 0,
+           host_peak(), out);
     free(mf);
     free(tt);
     free(mask);
@@ -350,7 +353,8 @@ run_unet(struct bench *b, bool decoder)
     if (b->warmup) {
         /* A quarter of the size (a sixteenth of the work): compiles the same shader
          * variants (lavapipe compiles on first use) without paying for a second full step. */
-        int64_t ws = S / 4, sws[4] = {B, c->in_channels, ws, ws}, swo[4] = {B, c->out_channels, ws, ws};
+        int64_t ws = S / 4, sws[4] = {B, c->in_channels, ws, ws},
+                swo[4] = {B, c->out_channels, ws, ws};
         struct unclip_tensor wsm = {0}, wout = {0};
         t0 = now_s();
         st = unclip__tensor_new(b->vk, UNCLIP_DT_F32, 4, sws, &wsm);
