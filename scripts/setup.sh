@@ -167,6 +167,12 @@ PY
         export LSAN_OPTIONS=suppressions="$here/tests/reliability/lsan.supp":print_suppressions=0
         sub_test "$asan" "$@"
     )
+    # with_validation WORD... [-- MESON-TEST-ARGS]: sub_test in build/ with the Khronos layer
+    # (a function, not `env ... sub_test`: env cannot run shell functions)
+    with_validation() (
+        export UNCLIP_VALIDATION=1 UNCLIP_REQUIRE_VALIDATION=1
+        sub_test "$build" "$@"
+    )
     all_suites=(ops io clip models pipeline cli download fuzz reliability defaultmodel)
     for p in $parts; do
         case "$p" in
@@ -177,11 +183,9 @@ PY
             part asan-setup asan_setup
             part asan-full under_asan "${all_suites[@]}" -- --timeout-multiplier 4 ;;
         validation)
-            part validation env UNCLIP_VALIDATION=1 UNCLIP_REQUIRE_VALIDATION=1 \
-                sub_test "$build" ops models reliability-vk -- --timeout-multiplier 4 ;;
+            part validation with_validation ops models reliability-vk -- --timeout-multiplier 4 ;;
         validation-full)
-            part validation-full env UNCLIP_VALIDATION=1 UNCLIP_REQUIRE_VALIDATION=1 \
-                sub_test "$build" "${all_suites[@]}" -- --timeout-multiplier 4 ;;
+            part validation-full with_validation "${all_suites[@]}" -- --timeout-multiplier 4 ;;
         faults-deep)
             part faults-deep meson test -C "$build" --no-rebuild --print-errorlogs \
                 reliability-faults --test-args '--depth 4' --timeout-multiplier 3 ;;
