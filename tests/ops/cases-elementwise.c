@@ -126,47 +126,30 @@ run_embedding(struct ot_ctx *c, const int64_t *d)
  * Ops split tensors larger than one binding (op-util.h). These cases lower the binding limit
  * through the test hook so that small, odd-sized tensors take the split path, compare with
  * the same references, and check that the op really ran in several dispatches. */
-static void
-with_limit(struct ot_ctx *c, const int64_t *d, uint64_t limit,
-           void (*fn)(struct ot_ctx *, const int64_t *), uint64_t min_dispatches)
-{
-    struct unclip_vk_stats before, after;
-    unclip__vk_stats(c->vk, &before);
-    unclip__ops_bind_limit_override = limit;
-    fn(c, d);
-    unclip__ops_bind_limit_override = 0;
-    unclip__vk_stats(c->vk, &after);
-    uint64_t ran = after.dispatches - before.dispatches;
-    TU_CHECK(ran >= min_dispatches, "%s: %llu dispatches with a %llu-byte binding limit, expected "
-             ">= %llu (did the op split?)", c->case_name, (unsigned long long)ran,
-             (unsigned long long)limit, (unsigned long long)min_dispatches);
-    printf("  %-14s %-34s %llu dispatches (limit %llu bytes)\n", c->case_name, "split",
-           (unsigned long long)ran, (unsigned long long)limit);
-}
 
 /* d[5]: the binding limit in bytes */
 static void
 split_unary(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, (uint64_t)d[5], run_unary, 5 * 4);
+    ot_with_bind_limit(c, d, (uint64_t)d[5], run_unary, 5 * 4);
 }
 
 static void
 split_binary(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, (uint64_t)d[5], run_binary, 9 * 4);
+    ot_with_bind_limit(c, d, (uint64_t)d[5], run_binary, 9 * 4);
 }
 
 static void
 split_lerp(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, (uint64_t)d[5], run_lerp, 4);
+    ot_with_bind_limit(c, d, (uint64_t)d[5], run_lerp, 4);
 }
 
 static void
 split_copy(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, (uint64_t)d[5], run_copy_concat, 3 * 2);
+    ot_with_bind_limit(c, d, (uint64_t)d[5], run_copy_concat, 3 * 2);
 }
 
 const struct op_case ot_cases_elementwise[] = {

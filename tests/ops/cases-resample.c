@@ -72,47 +72,30 @@ run_resample_errors(struct ot_ctx *c, const int64_t *d)
  * Ops split tensors larger than one binding (op-util.h). These cases lower the binding limit
  * through the test hook so that small, odd-sized tensors take the split path, compare with
  * the same references, and check that the op really ran in several dispatches. */
-static void
-with_limit(struct ot_ctx *c, const int64_t *d, uint64_t limit,
-           void (*fn)(struct ot_ctx *, const int64_t *), uint64_t min_dispatches)
-{
-    struct unclip_vk_stats before, after;
-    unclip__vk_stats(c->vk, &before);
-    unclip__ops_bind_limit_override = limit;
-    fn(c, d);
-    unclip__ops_bind_limit_override = 0;
-    unclip__vk_stats(c->vk, &after);
-    uint64_t ran = after.dispatches - before.dispatches;
-    TU_CHECK(ran >= min_dispatches, "%s: %llu dispatches with a %llu-byte binding limit, expected "
-             ">= %llu (did the op split?)", c->case_name, (unsigned long long)ran,
-             (unsigned long long)limit, (unsigned long long)min_dispatches);
-    printf("  %-14s %-34s %llu dispatches (limit %llu bytes)\n", c->case_name, "split",
-           (unsigned long long)ran, (unsigned long long)limit);
-}
 
 static void
 split_upsample(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, 4096, run_upsample, 4);
+    ot_with_bind_limit(c, d, 4096, run_upsample, 4);
 }
 
 static void
 split_avgpool(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, 4096, run_avgpool, 4);
+    ot_with_bind_limit(c, d, 4096, run_avgpool, 4);
 }
 
 /* The tap table is bound whole: the limit must hold it (64 KiB does for these sizes). */
 static void
 split_bicubic(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, 65536, run_bicubic, 4);
+    ot_with_bind_limit(c, d, 65536, run_bicubic, 4);
 }
 
 static void
 split_bicubic_small(struct ot_ctx *c, const int64_t *d)
 {
-    with_limit(c, d, 4096, run_bicubic, 4);
+    ot_with_bind_limit(c, d, 4096, run_bicubic, 4);
 }
 
 const struct op_case ot_cases_resample[] = {

@@ -1,8 +1,10 @@
 #include "ophelp.h"
 
 #include "core/dtype.h"
+#include "ops/op-util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,4 +131,22 @@ ot_compare(struct ot_ctx *c, const char *label, const struct unclip_tensor *out,
              tol, tu_max_abs(got, ref, n));
     printf("  %-14s %-34s n=%-9lld nmse %.2e\n", c->case_name, label, (long long)n, nmse);
     free(raw);
+}
+
+void
+ot_with_bind_limit(struct ot_ctx *c, const int64_t *d, uint64_t limit,
+                   void (*fn)(struct ot_ctx *, const int64_t *), uint64_t min_dispatches)
+{
+    struct unclip_vk_stats before, after;
+    unclip__vk_stats(c->vk, &before);
+    unclip__ops_bind_limit_override = limit;
+    fn(c, d);
+    unclip__ops_bind_limit_override = 0;
+    unclip__vk_stats(c->vk, &after);
+    uint64_t ran = after.dispatches - before.dispatches;
+    TU_CHECK(ran >= min_dispatches, "%s: %llu dispatches with a %llu-byte binding limit, expected "
+             ">= %llu (did the op split?)", c->case_name, (unsigned long long)ran,
+             (unsigned long long)limit, (unsigned long long)min_dispatches);
+    printf("  %-14s %-34s %llu dispatches (limit %llu bytes)\n", c->case_name, "split",
+           (unsigned long long)ran, (unsigned long long)limit);
 }

@@ -40,6 +40,12 @@ void ot_compare(struct ot_ctx *c, const char *label, const struct unclip_tensor 
 /* Records a failed op call as a test failure (with the engine's message). true when ok. */
 bool ot_ok(struct ot_ctx *c, unclip_status st);
 
+/* Split paths: runs fn(c, d) with the ops' binding limit lowered to `limit` bytes (test hook
+ * unclip__ops_bind_limit_override), so small odd-sized tensors take the split path against the
+ * same references, and checks that the op ran in at least min_dispatches dispatches. */
+void ot_with_bind_limit(struct ot_ctx *c, const int64_t *d, uint64_t limit,
+                        void (*fn)(struct ot_ctx *, const int64_t *), uint64_t min_dispatches);
+
 /* NMSE bounds: fp32 ops agree with the double reference to ~1e-12; transcendental and
  * reduction ops to ~1e-10; with fp16 weights the reference gets the same rounded weights, so
  * only accumulation order differs. */
