@@ -145,8 +145,8 @@ unclip_params_add_arguments (GimpProcedure *procedure,
                                      2, 200, presets[UNCLIP_QUALITY_DEFAULT].prior_steps,
                                      G_PARAM_READWRITE);
   gimp_procedure_add_int_argument (procedure, "decoder-steps", _("_Decoder steps"),
-                                   _("Denoising steps of the 64×64 decoder; custom quality "
-                                     "only"),
+                                   _("Denoising steps of the decoder (the small first "
+                                     "picture); custom quality only"),
                                    2, 200, presets[UNCLIP_QUALITY_DEFAULT].decoder_steps,
                                    G_PARAM_READWRITE);
   gimp_procedure_add_int_argument (procedure, "super-res-steps", _("_Upscaler steps"),

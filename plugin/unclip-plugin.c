@@ -334,7 +334,7 @@ stage_label (const gchar *stage)
       ! strcmp (stage, "text_diff"))
     return _("Preparing the embedding");
   if (! strcmp (stage, "decoder"))
-    return _("Decoder: 64 × 64 image");
+    return _("Decoder: small image");
   if (g_str_has_prefix (stage, "super_res"))
     return _("Upscaling");
 

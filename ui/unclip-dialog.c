@@ -22,7 +22,7 @@
 
 
 #define RESPONSE_STOP      2
-#define PREVIEW_SIZE       128    /* on screen; the decoder's 64 x 64 doubled    */
+#define PREVIEW_SIZE       128    /* on screen, any decoder size scaled to it    */
 #define PREVIEW_DELAY_MS   400    /* after the last slider move                  */
 #define SCREENSHOT_WAIT_MS 400    /* after settling, for the last redraw         */
 #define SCREENSHOT_MAX_S   300    /* give up waiting for a run after this        */
@@ -483,8 +483,9 @@ make_preview (UnclipDialog *priv)
 
   priv->preview_toggle = gtk_check_button_new_with_mnemonic (_("Live pre_view"));
   gimp_help_set_help_data (priv->preview_toggle,
-                           _("Decode the position at 64 × 64 pixels whenever a setting "
-                             "changes (no upscaling: quick, but rough)"), NULL);
+                           _("Decode the position at the decoder's own small size (shown "
+                             "under the picture) whenever a setting changes (no upscaling: "
+                             "quick, but rough)"), NULL);
   gtk_box_pack_start (GTK_BOX (vbox), priv->preview_toggle, FALSE, FALSE, 0);
   g_signal_connect (priv->preview_toggle, "toggled", G_CALLBACK (on_preview_toggled), priv);
 
