@@ -12,6 +12,7 @@
 
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,18 +23,26 @@ tp_model_dir(const char *name)
     return g_strdup(tu_golden_path(name)); /* "models/tiny-karlo", ... */
 }
 
+/* A context with parameters `cp`; NULL (and a message) without one. */
+static inline struct unclip_ctx *
+tp_ctx_with(const struct unclip_ctx_params *cp)
+{
+    struct unclip_ctx *ctx = NULL;
+    char err[1024];
+    if (unclip_ctx_new(cp, &ctx, err, sizeof err) != UNCLIP_OK) {
+        printf("no Vulkan context: %s\n", err);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* The pipeline tests' context: fp32 weights (golden comparisons). */
 static inline struct unclip_ctx *
 tp_ctx(void)
 {
     struct unclip_ctx_params cp = unclip_ctx_params_default();
     cp.fp32_weights = true;
-    struct unclip_ctx *ctx = NULL;
-    char err[1024];
-    if (unclip_ctx_new(&cp, &ctx, err, sizeof err) != UNCLIP_OK) {
-        printf("no Vulkan context: %s\n", err);
-        return NULL;
-    }
-    return ctx;
+    return tp_ctx_with(&cp);
 }
 
 static inline struct unclip_model *
@@ -158,6 +167,31 @@ tp_model_at(struct unclip_ctx *ctx, const char *dir)
     return st == UNCLIP_OK ? m : NULL;
 }
 
+/* Opens a small copy (tp_small_model) of golden model `name`; *dir receives its folder, for
+ * tp_small_close. NULL after a failed check, with nothing left behind (*dir NULL too). */
+static inline struct unclip_model *
+tp_small_open(struct unclip_ctx *ctx, const char *name, char **dir)
+{
+    *dir = tp_small_model(name);
+    struct unclip_model *m = *dir ? tp_model_at(ctx, *dir) : NULL;
+    if (!m && *dir) {
+        tp_rmtree(*dir);
+        g_free(*dir);
+        *dir = NULL;
+    }
+    return m;
+}
+
+/* Frees a model of tp_small_open and removes (and frees) its folder; either may be NULL. */
+static inline void
+tp_small_close(struct unclip_model *m, char *dir)
+{
+    unclip_model_free(m);
+    if (dir)
+        tp_rmtree(dir);
+    g_free(dir);
+}
+
 /* Short runs: the smallest step counts the schedulers allow. */
 static inline struct unclip_run_params
 tp_params(uint64_t seed)
@@ -243,6 +277,44 @@ tp_mean_abs_diff(const struct unclip_image *a, const struct unclip_image *b)
     for (size_t i = 0; i < n; i++)
         s += abs((int)a->pixels[i] - (int)b->pixels[i]);
     return s / (double)n;
+}
+
+/* Every picture of two results equal: count, sizes, layout and pixels. */
+static inline bool
+tp_same_result(const struct unclip_result *a, const struct unclip_result *b)
+{
+    if (a->n_images != b->n_images)
+        return false;
+    for (int32_t i = 0; i < a->n_images; i++)
+        if (a->images[i].stride != b->images[i].stride ||
+            !tp_same_image(&a->images[i], &b->images[i]))
+            return false;
+    return true;
+}
+
+/* Checks that two pictures are equal; prints one line when they are, else the sizes and
+ * (same size) the mean difference. */
+static inline void
+tp_check_same(const char *what, const struct unclip_image *a, const struct unclip_image *b)
+{
+    bool same = tp_same_image(a, b);
+    bool comparable = a->width == b->width && a->height == b->height &&
+                      a->channels == b->channels && a->stride == b->stride;
+    TU_CHECK(same, "%s: pictures differ (%dx%d vs %dx%d, mean |diff| %.3f levels)", what,
+             (int)a->width, (int)a->height, (int)b->width, (int)b->height,
+             same || !comparable ? 0.0 : tp_mean_abs_diff(a, b));
+    if (same)
+        printf("  %s: identical (%dx%d)\n", what, (int)a->width, (int)a->height);
+}
+
+/* Euclidean norm of n floats, summed in double. */
+static inline double
+tp_norm(const float *v, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)v[i] * v[i];
+    return sqrt(s);
 }
 
 /* A trace keeping float tensors "<group>/<name>" whose name is in `want` (NULL-terminated). */

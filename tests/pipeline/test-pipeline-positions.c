@@ -15,39 +15,57 @@
 
 #include <math.h>
 
-static double
-norm(const float *v, int64_t n)
-{
-    double s = 0;
-    for (int64_t i = 0; i < n; i++)
-        s += (double)v[i] * v[i];
-    return sqrt(s);
-}
-
+/* Checks picture k of `got` against ref[k], k < n; pair k is called "<what> #k". */
 static void
-check_same(const char *what, const struct unclip_image *a, const struct unclip_image *b)
+check_frames(const char *what, const struct unclip_image *got, const struct unclip_image *ref,
+             int n)
 {
-    bool same = tp_same_image(a, b);
-    TU_CHECK(same, "%s: pictures differ (%dx%d vs %dx%d, mean |diff| %.3f levels)", what,
-             (int)a->width, (int)a->height, (int)b->width, (int)b->height,
-             same || a->width != b->width ? 0.0 : tp_mean_abs_diff(a, b));
-    if (same)
-        printf("  %s: identical (%dx%d)\n", what, (int)a->width, (int)a->height);
+    for (int k = 0; k < n; k++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s #%d", what, k);
+        tp_check_same(name, &got[k], &ref[k]);
+    }
 }
 
-/* 8-bit picture [S, S, 3] of a decoder output [3, S, S] in -1..1, the rule of unclip.h. */
-static struct unclip_image
-to_u8(const float *chw, int32_t S)
+/* The n 8-bit pictures [S, S, 3] of a traced decoder output `xs` (image_small, [n, 3, S, S]
+ * in -1..1), by the rule of unclip.h; NULL (a failed check) when xs holds another number of
+ * values. g_free each picture's pixels and the array. */
+static struct unclip_image *
+decoder_pictures(const GArray *xs, int n, int32_t S)
 {
-    struct unclip_image im = {.width = S, .height = S, .channels = 3, .stride = 3 * S};
-    im.pixels = g_malloc((size_t)S * S * 3);
-    for (int32_t c = 0; c < 3; c++)
-        for (int32_t i = 0; i < S * S; i++) {
-            float v = chw[(size_t)c * S * S + i] * 0.5f + 0.5f;
-            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-            im.pixels[(size_t)i * 3 + c] = (uint8_t)nearbyintf(v * 255.0f);
-        }
+    const size_t per = (size_t)3 * S * S;
+    TU_CHECK((size_t)xs->len == (size_t)n * per, "image_small has %u values, want %d x 3 x %d "
+             "x %d", xs->len, n, (int)S, (int)S);
+    if ((size_t)xs->len != (size_t)n * per)
+        return NULL;
+    struct unclip_image *im = g_new0(struct unclip_image, n);
+    for (int k = 0; k < n; k++) {
+        const float *chw = (const float *)xs->data + (size_t)k * per;
+        im[k] = (struct unclip_image){.width = S, .height = S, .channels = 3, .stride = 3 * S};
+        im[k].pixels = g_malloc(per);
+        for (int32_t c = 0; c < 3; c++)
+            for (int32_t i = 0; i < S * S; i++) {
+                float v = chw[(size_t)c * S * S + i] * 0.5f + 0.5f;
+                v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+                im[k].pixels[(size_t)i * 3 + c] = (uint8_t)nearbyintf(v * 255.0f);
+            }
+    }
     return im;
+}
+
+/* Checks each picture of a decoder-only result against the 8-bit decoder output `xs` that
+ * the full run traced. */
+static void
+check_decoder_frames(const char *what, const struct unclip_result *got, const GArray *xs,
+                     int32_t S)
+{
+    struct unclip_image *ref = decoder_pictures(xs, got->n_images, S);
+    if (!ref)
+        return;
+    check_frames(what, got->images, ref, got->n_images);
+    for (int k = 0; k < got->n_images; k++)
+        g_free(ref[k].pixels);
+    g_free(ref);
 }
 
 struct prog {
@@ -83,13 +101,13 @@ test_positions(struct unclip_ctx *ctx, struct unclip_model *m, const struct uncl
     st = unclip_run_interpolation_at(m, a, b, pos, 4, &p, &at);
     TU_CHECK(st == UNCLIP_OK && at.n_images == 4, "positions 0.25, 1, 0, 0.25: %s",
              unclip_ctx_last_error(ctx));
-    if (even.n_images == 5 && at.n_images == 4)
-        for (int k = 0; k < 4; k++) {
-            char what[96];
-            snprintf(what, sizeof what, "position %.2f vs evenly spaced frame %d", pos[k],
-                     want[k]);
-            check_same(what, &at.images[k], &even.images[want[k]]);
-        }
+    if (even.n_images == 5 && at.n_images == 4) {
+        struct unclip_image ref[4];
+        for (int k = 0; k < 4; k++)
+            ref[k] = even.images[want[k]];
+        check_frames("positions 0.25, 1, 0, 0.25 vs evenly spaced frames 1, 4, 0, 1", at.images,
+                     ref, 4);
+    }
 
     /* A position between frames: a new picture; its embedding has the lerped norm. */
     struct tp_trace tr;
@@ -112,8 +130,9 @@ test_positions(struct unclip_ctx *ctx, struct unclip_model *m, const struct uncl
         const GArray *z = tp_trace_get(&tr, "frame-000", "image_embeddings");
         if (z && a->kind == UNCLIP_SOURCE_EMBEDDING && b->kind == UNCLIP_SOURCE_EMBEDDING) {
             int64_t E = z->len;
-            double want_norm = (1.0 - w) * norm(a->embedding, E) + w * norm(b->embedding, E);
-            double got = norm((const float *)z->data, E);
+            double want_norm =
+                (1.0 - w) * tp_norm(a->embedding, E) + w * tp_norm(b->embedding, E);
+            double got = tp_norm((const float *)z->data, E);
             TU_CHECK(fabs(got - want_norm) < 1e-5 * want_norm, "|z(0.37)| = %.6f, want %.6f",
                      got, want_norm);
         }
@@ -138,9 +157,7 @@ test_positions(struct unclip_ctx *ctx, struct unclip_model *m, const struct uncl
                  "decoder only: %dx%d, the decoder makes %dx%d (full run %d)",
                  (int)small.images[0].width, (int)small.images[0].height, (int)S, (int)S,
                  (int)mid.images[0].width);
-        struct unclip_image ref = to_u8((const float *)xs->data, S);
-        check_same("decoder only vs the full run's decoder output", &small.images[0], &ref);
-        g_free(ref.pixels);
+        check_decoder_frames("decoder only vs the full run's decoder output", &small, xs, S);
         TU_CHECK(small.stats.n_stages == 2 && !strcmp(small.stats.stages[1].name, "decoder"),
                  "decoder only: %d stages, the last %s", (int)small.stats.n_stages,
                  small.stats.n_stages ? small.stats.stages[small.stats.n_stages - 1].name : "-");
@@ -201,14 +218,10 @@ test_bad_positions(struct unclip_ctx *ctx, struct unclip_model *m,
 static void
 test_text_to_image(struct unclip_ctx *ctx)
 {
-    char *dir = tp_small_model("models/tiny-karlo");
-    struct unclip_model *m = tp_model_at(ctx, dir);
-    if (!m) {
-        if (dir)
-            tp_rmtree(dir);
-        g_free(dir);
+    char *dir = NULL;
+    struct unclip_model *m = tp_small_open(ctx, "models/tiny-karlo", &dir);
+    if (!m)
         return;
-    }
     struct tp_trace tr;
     tp_trace_init(&tr, WANT);
     struct unclip__trace trace = {.put = tp_trace_put, .user = &tr};
@@ -228,25 +241,15 @@ test_text_to_image(struct unclip_ctx *ctx)
     const GArray *xs = g_hash_table_lookup(tr.t, "run/image_small");
     TU_CHECK(xs != NULL, "no image_small in the trace");
     if (st == UNCLIP_OK && xs && small.n_images == 2) {
-        int32_t S = small.images[0].width;
-        TU_CHECK((size_t)xs->len == (size_t)2 * 3 * S * S, "image_small has %u values, want "
-                 "2 x 3 x %d x %d", xs->len, (int)S, (int)S);
-        for (int k = 0; k < 2 && (size_t)xs->len == (size_t)2 * 3 * S * S; k++) {
-            struct unclip_image ref = to_u8((const float *)xs->data + (size_t)k * 3 * S * S, S);
-            char what[64];
-            snprintf(what, sizeof what, "text to image #%d, decoder only", k);
-            check_same(what, &small.images[k], &ref);
-            g_free(ref.pixels);
-        }
+        check_decoder_frames("text to image, decoder only", &small, xs,
+                             small.images[0].width);
         TU_CHECK(small.stats.n_stages == 3, "text to image, decoder only: %d stages",
                  (int)small.stats.n_stages);
     }
     tp_trace_clear(&tr);
     unclip_result_clear(&full);
     unclip_result_clear(&small);
-    unclip_model_free(m);
-    tp_rmtree(dir);
-    g_free(dir);
+    tp_small_close(m, dir);
 }
 
 /* 1 ms is far below what one UNet submission takes on lavapipe (milliseconds at least). */
@@ -283,8 +286,8 @@ main(void)
     struct unclip_ctx *ctx = tp_ctx();
     if (!ctx)
         return 77;
-    char *dir = tp_small_model("models/tiny-karlo-variations");
-    struct unclip_model *m = tp_model_at(ctx, dir);
+    char *dir = NULL;
+    struct unclip_model *m = tp_small_open(ctx, "models/tiny-karlo-variations", &dir);
     if (m) {
         int32_t d0 = 0, d2 = 0;
         float *e0 = tp_embedding(0, &d0), *e2 = tp_embedding(2, &d2);
@@ -298,11 +301,8 @@ main(void)
         }
         g_free(e0);
         g_free(e2);
-        unclip_model_free(m);
     }
-    if (dir)
-        tp_rmtree(dir);
-    g_free(dir);
+    tp_small_close(m, dir);
     test_text_to_image(ctx);
     unclip_ctx_free(ctx);
     test_submit_timeout();
