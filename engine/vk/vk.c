@@ -13,7 +13,15 @@
 #include <vulkan/vulkan.h>
 
 #define BUF_ALIGN 256u
-#define MIN_BLOCK (64ull << 20)
+/* Buffers of at least DEDICATED_MIN bytes get a memory allocation of their own, of exactly
+ * their size: carving big buffers out of shared blocks left holes that the next big buffer did
+ * not fit (measured: Karlo's prior, 33.5 MB matrices in 64 MiB blocks, 0.7 GB above its
+ * weights). Smaller buffers share pool blocks, best fit; a new pool block is half the size of
+ * the pool so far, between POOL_MIN_BLOCK and POOL_MAX_BLOCK (few allocations for models with
+ * thousands of small tensors, little slack for tiny ones). */
+#define DEDICATED_MIN (4ull << 20)
+#define POOL_MIN_BLOCK (4ull << 20)
+#define POOL_MAX_BLOCK (64ull << 20)
 #define BATCH_DISPATCHES 512u
 
 struct block;
@@ -32,8 +40,9 @@ struct spec_pipe {
 struct unclip_vk_buf {
     struct unclip_vk *vk;
     struct block *block;
-    uint64_t offset;
+    uint64_t offset;  /* in the block */
     uint64_t size;
+    bool view;        /* a view (unclip__vk_buf_view): shares a parent's memory, owns none */
     struct span *spare; /* free-list node for block_give, allocated with the buffer so that
                            freeing never needs memory (a failed node would lose the range
                            for the life of its block, forever in the context's first one) */
@@ -66,6 +75,7 @@ struct block {
     VkBuffer buffer;
     uint64_t size;
     void *mapped; /* non-NULL when the memory type is host-visible */
+    bool dedicated; /* holds one buffer of DEDICATED_MIN bytes or more */
     uint32_t n_live;
     struct span *free_list;
     struct block *next;
@@ -126,6 +136,12 @@ struct unclip_vk {
     bool has_memory_budget;   /* VK_EXT_memory_budget enabled              */
     uint64_t budget_override; /* UNCLIP_DEVICE_BUDGET in bytes; 0: none    */
     uint64_t buf_bytes;       /* live buffers (blocks may hold free space) */
+    uint64_t buf_peak;        /* highest buf_bytes since the last peak reset  */
+    uint32_t n_blocks;
+    uint64_t pool_bytes;      /* bytes of the shared (not dedicated) blocks  */
+    struct block *stale;      /* staging blocks a timed-out copy may still use: freed with
+                                 the context, after the device is idle */
+    bool mem_trace;           /* UNCLIP_VK_MEM_TRACE=1: a stderr line per block */
 
     /* A finish() run by unclip__vk_buf_free() cannot return its failure: the pending work it
      * submitted is lost (or the cancel callback said stop), so the next dispatch, finish,
@@ -595,6 +611,44 @@ create_device(struct unclip_vk *vk)
     return UNCLIP_OK;
 }
 
+/* One command buffer (from the context's pool) and a descriptor pool for the sets of
+ * BATCH_DISPATCHES dispatches: the context's live batch and each segment of a recorded graph
+ * are made by this one function, so a segment is bounded exactly like a live submission.
+ * On failure nothing is left allocated (both handles VK_NULL_HANDLE). */
+static unclip_status
+cmd_batch_new(struct unclip_vk *vk, VkCommandBuffer *cmd, VkDescriptorPool *pool)
+{
+    *cmd = VK_NULL_HANDLE;
+    *pool = VK_NULL_HANDLE;
+    VkCommandBufferAllocateInfo cai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = vk->cmd_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    VkResult r = vkAllocateCommandBuffers(vk->device, &cai, cmd);
+    if (r != VK_SUCCESS) {
+        *cmd = VK_NULL_HANDLE;
+        return vk_fail(vk, r, "vkAllocateCommandBuffers");
+    }
+    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                               .descriptorCount = BATCH_DISPATCHES * UNCLIP_VK_MAX_BINDS};
+    VkDescriptorPoolCreateInfo dpci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = BATCH_DISPATCHES,
+        .poolSizeCount = 1,
+        .pPoolSizes = &ps,
+    };
+    r = vkCreateDescriptorPool(vk->device, &dpci, NULL, pool);
+    if (r != VK_SUCCESS) {
+        vkFreeCommandBuffers(vk->device, vk->cmd_pool, 1, cmd);
+        *cmd = VK_NULL_HANDLE;
+        *pool = VK_NULL_HANDLE;
+        return vk_fail(vk, r, "vkCreateDescriptorPool");
+    }
+    return UNCLIP_OK;
+}
+
 static unclip_status
 create_layouts(struct unclip_vk *vk)
 {
@@ -637,26 +691,9 @@ create_layouts(struct unclip_vk *vk)
     r = vkCreateCommandPool(vk->device, &cpci, NULL, &vk->cmd_pool);
     if (r != VK_SUCCESS)
         return vk_fail(vk, r, "vkCreateCommandPool");
-    VkCommandBufferAllocateInfo cai = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = vk->cmd_pool,
-        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 1,
-    };
-    r = vkAllocateCommandBuffers(vk->device, &cai, &vk->cmd);
-    if (r != VK_SUCCESS)
-        return vk_fail(vk, r, "vkAllocateCommandBuffers");
-    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                               .descriptorCount = BATCH_DISPATCHES * UNCLIP_VK_MAX_BINDS};
-    VkDescriptorPoolCreateInfo dpci = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
-        .maxSets = BATCH_DISPATCHES,
-        .poolSizeCount = 1,
-        .pPoolSizes = &ps,
-    };
-    r = vkCreateDescriptorPool(vk->device, &dpci, NULL, &vk->desc_pool);
-    if (r != VK_SUCCESS)
-        return vk_fail(vk, r, "vkCreateDescriptorPool");
+    unclip_status st = cmd_batch_new(vk, &vk->cmd, &vk->desc_pool);
+    if (st != UNCLIP_OK)
+        return st;
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     r = vkCreateFence(vk->device, &fci, NULL, &vk->fence);
     if (r != VK_SUCCESS)
@@ -684,6 +721,8 @@ unclip__vk_new(const struct unclip_vk_params *params, struct unclip_vk **out,
     const char *ev = getenv("UNCLIP_VALIDATION");
     if (ev && ev[0] && strcmp(ev, "0") != 0)
         vk->params.validation = true;
+    const char *et = getenv("UNCLIP_VK_MEM_TRACE");
+    vk->mem_trace = et && et[0] && strcmp(et, "0") != 0;
     const char *eb = getenv("UNCLIP_DEVICE_BUDGET");
     if (eb && eb[0]) {
         char *end = NULL;
@@ -765,6 +804,11 @@ unclip__vk_free(struct unclip_vk *vk)
             vk->blocks = b->next;
             block_destroy(vk, b);
         }
+        while (vk->stale) {
+            struct block *b = vk->stale;
+            vk->stale = b->next;
+            block_destroy(vk, b);
+        }
         if (vk->fence)
             vkDestroyFence(vk->device, vk->fence, NULL);
         if (vk->desc_pool)
@@ -830,6 +874,24 @@ void
 unclip__vk_mem_reset_peak(struct unclip_vk *vk)
 {
     vk->mem_peak = vk->mem_in_use;
+    vk->buf_peak = vk->buf_bytes;
+    if (vk->mem_trace)
+        fprintf(stderr, "vk-mem: peak reset: %u blocks = %.2f MiB, live buffers %.2f MiB\n",
+                vk->n_blocks, (double)vk->mem_in_use / 1048576.0,
+                (double)vk->buf_bytes / 1048576.0);
+}
+
+void
+unclip__vk_mem_stats(const struct unclip_vk *vk, struct unclip_vk_mem_stats *out)
+{
+    *out = (struct unclip_vk_mem_stats){
+        .blocks = vk->mem_in_use,
+        .blocks_peak = vk->mem_peak,
+        .buffers = vk->buf_bytes,
+        .buffers_peak = vk->buf_peak,
+        .pool = vk->pool_bytes,
+        .n_blocks = vk->n_blocks,
+    };
 }
 
 /* MemAvailable of /proc/meminfo in bytes; 0 when unknown. */
@@ -959,12 +1021,16 @@ block_destroy(struct unclip_vk *vk, struct block *b)
     if (b->mem) {
         vkFreeMemory(vk->device, b->mem, NULL);
         vk->mem_in_use -= b->size;
+        vk->n_blocks--;
+        if (!b->dedicated)
+            vk->pool_bytes -= b->size;
     }
     unclip__free(b);
 }
 
+/* A new block of `size` bytes: shared (pool) or dedicated to one buffer or a staging copy. */
 static unclip_status
-block_new(struct unclip_vk *vk, uint64_t size, struct block **out)
+block_new(struct unclip_vk *vk, uint64_t size, bool shared, struct block **out)
 {
     if (unclip__fault_hit(UNCLIP_FAULT_DEVICE_ALLOC))
         return unclip__fail(&vk->err, UNCLIP_E_DEVICE_NOMEM,
@@ -978,6 +1044,7 @@ block_new(struct unclip_vk *vk, uint64_t size, struct block **out)
         return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory");
     }
     b->size = size;
+    b->dedicated = !shared;
     VkBufferCreateInfo bci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
@@ -1031,8 +1098,17 @@ block_new(struct unclip_vk *vk, uint64_t size, struct block **out)
                             vk->info.name);
     }
     vk->mem_in_use += size;
+    vk->n_blocks++;
+    if (shared)
+        vk->pool_bytes += size;
     if (vk->mem_in_use > vk->mem_peak)
         vk->mem_peak = vk->mem_in_use;
+    if (vk->mem_trace)
+        fprintf(stderr, "vk-mem: +%s block %.2f MiB: %u blocks = %.2f MiB (pool %.2f MiB), "
+                "live buffers %.2f MiB (peak %.2f MiB)\n", shared ? "pool" : "dedicated",
+                (double)size / 1048576.0, vk->n_blocks, (double)vk->mem_in_use / 1048576.0,
+                (double)vk->pool_bytes / 1048576.0, (double)vk->buf_bytes / 1048576.0,
+                (double)vk->mem_peak / 1048576.0);
     r = vkBindBufferMemory(vk->device, b->buffer, b->mem, 0);
     if (r != VK_SUCCESS) {
         unclip__free(s);
@@ -1046,24 +1122,42 @@ block_new(struct unclip_vk *vk, uint64_t size, struct block **out)
     return UNCLIP_OK;
 }
 
-/* First fit inside one block; returns false when it has no room. */
-static bool
-block_take(struct block *b, uint64_t size, uint64_t *offset)
+/* Takes `size` bytes from the start of the free span *pp of b. */
+static uint64_t
+span_take(struct span **pp, uint64_t size)
 {
-    for (struct span **pp = &b->free_list; *pp; pp = &(*pp)->next) {
-        struct span *s = *pp;
-        if (s->size < size)
-            continue;
-        *offset = s->offset;
-        s->offset += size;
-        s->size -= size;
-        if (s->size == 0) {
-            *pp = s->next;
-            unclip__free(s);
-        }
-        return true;
+    struct span *s = *pp;
+    uint64_t offset = s->offset;
+    s->offset += size;
+    s->size -= size;
+    if (s->size == 0) {
+        *pp = s->next;
+        unclip__free(s);
     }
-    return false;
+    return offset;
+}
+
+/* Best fit over the shared blocks: the smallest free span that holds `size` (the first of
+ * equal ones), so big free ranges stay whole for big requests. false when none fits. */
+static bool
+pool_take(struct unclip_vk *vk, uint64_t size, struct block **bout, uint64_t *offset)
+{
+    struct block *best_b = NULL;
+    struct span **best = NULL;
+    for (struct block *b = vk->blocks; b; b = b->next) {
+        if (b->dedicated)
+            continue;
+        for (struct span **pp = &b->free_list; *pp; pp = &(*pp)->next)
+            if ((*pp)->size >= size && (!best || (*pp)->size < (*best)->size)) {
+                best = pp;
+                best_b = b;
+            }
+    }
+    if (!best)
+        return false;
+    *offset = span_take(best, size);
+    *bout = best_b;
+    return true;
 }
 
 /* Returns a range to the block's free list, merging neighbours; *spare is taken (set to
@@ -1127,16 +1221,16 @@ unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **
         unclip__free(buf);
         return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory");
     }
-    for (struct block *b = vk->blocks; b; b = b->next) {
-        if (block_take(b, size, &buf->offset)) {
-            buf->block = b;
-            break;
-        }
-    }
-    if (!buf->block) {
+    bool shared = size < DEDICATED_MIN;
+    if (!shared || !pool_take(vk, size, &buf->block, &buf->offset)) {
         struct block *b;
-        uint64_t bsize = size > MIN_BLOCK ? size : MIN_BLOCK;
-        unclip_status st = block_new(vk, bsize, &b);
+        uint64_t bsize = size;
+        if (shared) {
+            bsize = (vk->pool_bytes / 2 + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+            bsize = bsize < POOL_MIN_BLOCK ? POOL_MIN_BLOCK
+                    : bsize > POOL_MAX_BLOCK ? POOL_MAX_BLOCK : bsize;
+        }
+        unclip_status st = block_new(vk, bsize, shared, &b);
         if (st != UNCLIP_OK) {
             unclip__free(buf->spare);
             unclip__free(buf);
@@ -1144,14 +1238,42 @@ unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct unclip_vk_buf **
         }
         b->next = vk->blocks;
         vk->blocks = b;
-        block_take(b, size, &buf->offset);
+        buf->offset = span_take(&b->free_list, size);
         buf->block = b;
     }
     buf->vk = vk;
     buf->size = size;
     buf->block->n_live++;
     vk->buf_bytes += size;
+    if (vk->buf_bytes > vk->buf_peak)
+        vk->buf_peak = vk->buf_bytes;
     *out = buf;
+    return UNCLIP_OK;
+}
+
+unclip_status
+unclip__vk_buf_view(struct unclip_vk_buf *parent, uint64_t offset, uint64_t bytes,
+                    struct unclip_vk_buf **out)
+{
+    struct unclip_vk *vk = parent->vk;
+    uint64_t size = (bytes + BUF_ALIGN - 1) / BUF_ALIGN * BUF_ALIGN;
+    if (offset % BUF_ALIGN || bytes == 0 || offset > parent->size ||
+        size > parent->size - offset)
+        return unclip__fail(&vk->err, UNCLIP_E_INTERNAL,
+                            "buffer view [%llu, +%llu) of a buffer of %llu bytes: the offset "
+                            "must be a multiple of %u and the view inside the buffer",
+                            (unsigned long long)offset, (unsigned long long)bytes,
+                            (unsigned long long)parent->size, BUF_ALIGN);
+    struct unclip_vk_buf *v = unclip__calloc(1, sizeof *v);
+    if (!v)
+        return unclip__fail(&vk->err, UNCLIP_E_NOMEM, "out of host memory for a buffer view");
+    v->vk = vk;
+    v->block = parent->block;
+    v->offset = parent->offset + offset;
+    v->size = size;
+    v->view = true;
+    v->serial = ++vk->next_serial;
+    *out = v;
     return UNCLIP_OK;
 }
 
@@ -1176,6 +1298,11 @@ unclip__vk_buf_free(struct unclip_vk_buf *buf)
     struct unclip_vk *vk = buf->vk;
     if (vk->capture)
         capture_spoil(vk, "freeing a buffer"); /* the graph may use it: never replayed */
+    if (buf->view) {
+        /* No memory to give back (the parent owns it), so no pending work to wait for. */
+        unclip__free(buf);
+        return;
+    }
     /* A pending dispatch may still use this range; finish before reuse. */
     if (vk->recording) {
         unclip_status st = unclip__vk_finish(vk);
@@ -1206,7 +1333,7 @@ staged_copy(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint64_t offs
             uint64_t bytes, bool to_device)
 {
     struct block *stage;
-    unclip_status st = block_new(vk, bytes, &stage);
+    unclip_status st = block_new(vk, bytes, false, &stage);
     if (st != UNCLIP_OK)
         return st;
     if (!stage->mapped) {
@@ -1229,6 +1356,7 @@ staged_copy(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint64_t offs
                         to_device ? buf->block->buffer : stage->buffer, 1, &region);
         r = vkEndCommandBuffer(vk->cmd);
     }
+    bool timed_out = false, in_flight = false;
     if (r == VK_SUCCESS) {
         VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                            .commandBufferCount = 1,
@@ -1237,13 +1365,38 @@ staged_copy(struct unclip_vk *vk, const struct unclip_vk_buf *buf, uint64_t offs
         if (r == VK_SUCCESS) {
             r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE,
                                 (uint64_t)vk->params.fence_timeout_ms * 1000000ull);
-            vkResetFences(vk->device, 1, &vk->fence);
+            if (r == VK_TIMEOUT) {
+                /* The copy may still be running: wait for it (as submit_wait does) before
+                 * the staging memory is freed and the command buffer reset, so a late copy
+                 * cannot write into freed or reused memory. The call still fails. */
+                timed_out = true;
+                r = vkWaitForFences(vk->device, 1, &vk->fence, VK_TRUE, UINT64_MAX);
+            }
+            /* A failed wait (device lost) leaves the copy's state unknown. */
+            in_flight = r != VK_SUCCESS;
+            if (!in_flight)
+                vkResetFences(vk->device, 1, &vk->fence);
         }
     }
-    vkResetCommandBuffer(vk->cmd, 0);
-    if (r == VK_SUCCESS && !to_device)
+    if (!in_flight)
+        vkResetCommandBuffer(vk->cmd, 0);
+    if (r == VK_SUCCESS && !timed_out && !to_device)
         memcpy(host, stage->mapped, bytes);
+    if (in_flight) {
+        /* Kept, not freed: the device may still use it. unclip__vk_free destroys it after
+         * vkDeviceWaitIdle. The command buffer may still be pending too, so the context
+         * takes no more work (as after a device loss). */
+        stage->next = vk->stale;
+        vk->stale = stage;
+        unclip_status e = vk_fail(vk, r, "staging copy");
+        vk->lost = true;
+        return e;
+    }
     block_destroy(vk, stage);
+    if (timed_out && r == VK_SUCCESS)
+        return unclip__fail(&vk->err, UNCLIP_E_TIMEOUT,
+                            "a staging copy of %llu bytes did not finish within %u ms",
+                            (unsigned long long)bytes, vk->params.fence_timeout_ms);
     return r == VK_SUCCESS ? UNCLIP_OK : vk_fail(vk, r, "staging copy");
 }
 
@@ -1748,33 +1901,12 @@ graph_new_seg(struct unclip_vk *vk, struct unclip_vk_graph *g)
     struct graph_seg *sg = &g->seg[g->n];
     memset(sg, 0, sizeof *sg);
     g->n++; /* counted now, so graph_free releases what is made below */
-    VkCommandBufferAllocateInfo cai = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = vk->cmd_pool,
-        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 1,
-    };
-    VkResult r = vkAllocateCommandBuffers(vk->device, &cai, &sg->cmd);
-    if (r != VK_SUCCESS) {
-        sg->cmd = VK_NULL_HANDLE;
-        return vk_fail(vk, r, "vkAllocateCommandBuffers");
-    }
-    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                               .descriptorCount = BATCH_DISPATCHES * UNCLIP_VK_MAX_BINDS};
-    VkDescriptorPoolCreateInfo dpci = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
-        .maxSets = BATCH_DISPATCHES,
-        .poolSizeCount = 1,
-        .pPoolSizes = &ps,
-    };
-    r = vkCreateDescriptorPool(vk->device, &dpci, NULL, &sg->pool);
-    if (r != VK_SUCCESS) {
-        sg->pool = VK_NULL_HANDLE;
-        return vk_fail(vk, r, "vkCreateDescriptorPool");
-    }
+    unclip_status st = cmd_batch_new(vk, &sg->cmd, &sg->pool);
+    if (st != UNCLIP_OK)
+        return st;
     /* Not one-time: the segment is submitted once per replay. */
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-    r = vkBeginCommandBuffer(sg->cmd, &bi);
+    VkResult r = vkBeginCommandBuffer(sg->cmd, &bi);
     if (r != VK_SUCCESS)
         return vk_fail(vk, r, "vkBeginCommandBuffer");
     return UNCLIP_OK;

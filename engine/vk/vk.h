@@ -11,10 +11,13 @@
  * submission runs longer than the bound, and a cancel takes effect within one submission.
  * Uploads and downloads finish pending work first, so host and device never race.
  *
- * Memory. Buffers are sub-allocated from large blocks of device memory (device-local first,
+ * Memory. A buffer of 4 MiB or more gets a device allocation of its own, of its size; smaller
+ * buffers are sub-allocated (best fit) from shared blocks of 4-64 MiB (device-local first,
  * then any host-visible type). A block is released when its last buffer is freed. Every
- * buffer offset is aligned to 256 bytes. One binding may see at most max_storage_buffer_range
- * bytes (128 MiB on lavapipe); ops that need more must split their work.
+ * buffer offset is aligned to 256 bytes. A view (unclip__vk_buf_view) is a buffer handle for
+ * a range of another buffer: an arena allocated once can be handed out by offset. One binding
+ * may see at most max_storage_buffer_range bytes (128 MiB on lavapipe); ops that need more
+ * must split their work.
  *
  * Threading: one unclip_vk is used from one thread at a time.
  */
@@ -81,10 +84,23 @@ bool unclip__vk_shader_int64(const struct unclip_vk *vk);
 void unclip__vk_set_cancel(struct unclip_vk *vk, bool (*cb)(void *), void *user_data);
 
 /* Device memory in use now and the peak since the last reset, in bytes of device memory
- * blocks (what the driver was asked for). */
+ * blocks (what the driver was asked for). UNCLIP_VK_MEM_TRACE=1 in the environment prints a
+ * line per new block (its kind and size, the blocks' total, the live buffers' total) and
+ * per peak reset to stderr. */
 uint64_t unclip__vk_mem_in_use(const struct unclip_vk *vk);
 uint64_t unclip__vk_mem_peak(const struct unclip_vk *vk);
 void     unclip__vk_mem_reset_peak(struct unclip_vk *vk);
+
+/* Where the device memory goes (bytes): blocks = what the driver was asked for (as
+ * unclip__vk_mem_in_use), buffers = live buffers (views not counted: they own nothing);
+ * the difference is free space inside shared blocks. Peaks since the last reset. */
+struct unclip_vk_mem_stats {
+    uint64_t blocks, blocks_peak;
+    uint64_t buffers, buffers_peak;
+    uint64_t pool;      /* shared blocks (buffers under 4 MiB) */
+    uint32_t n_blocks;  /* shared + dedicated */
+};
+void unclip__vk_mem_stats(const struct unclip_vk *vk, struct unclip_vk_mem_stats *out);
 
 /* Device memory this context may use. Returns the budget in bytes and sets *available (bytes a
  * new stage may still allocate: the budget minus live buffers) and *source (static text
@@ -130,6 +146,14 @@ unclip_status unclip__vk_buf_new(struct unclip_vk *vk, uint64_t bytes, struct un
  * submission fails (or the cancel callback says stop), the next dispatch, finish, upload or
  * download returns the failure. */
 void unclip__vk_buf_free(struct unclip_vk_buf *buf);
+/* A view: a buffer handle for `bytes` bytes of parent from byte `offset` (a multiple of 256),
+ * sharing parent's memory (no allocation, no fault event; its size, rounded up to 256 bytes,
+ * must lie inside parent). Binds, uploads and downloads through it address that range.
+ * Freeing it releases nothing and waits for nothing; free every view before its parent.
+ * Views of views address the root buffer. Fails with UNCLIP_E_INTERNAL on a bad range,
+ * UNCLIP_E_NOMEM when the host handle cannot be allocated. */
+unclip_status unclip__vk_buf_view(struct unclip_vk_buf *parent, uint64_t offset, uint64_t bytes,
+                                  struct unclip_vk_buf **out);
 uint64_t unclip__vk_buf_size(const struct unclip_vk_buf *buf);
 /* Bytes of buf one binding can cover: min(size, max_storage_buffer_range). */
 uint64_t unclip__vk_buf_bindable(const struct unclip_vk_buf *buf);
