@@ -67,9 +67,8 @@ struct block {
 /* Activation workspace: see unet.h. */
 struct ws_item {
     int64_t numel;
-    int32_t t0, t1;  /* acquire and release times (clock ticks)   */
-    int32_t slot;
-    int32_t next;    /* next item sharing the slot, -1 ends        */
+    int32_t t0, t1;  /* acquire and release times (clock ticks)          */
+    uint64_t offset; /* bytes into the arena (a multiple of WS_ALIGN)     */
 };
 
 struct workspace {
@@ -77,11 +76,9 @@ struct workspace {
     int64_t key[5]; /* B, H, W, T, has mask */
     struct ws_item *items;
     int32_t n_items, cap;
-    struct unclip_tensor *slots;
-    int64_t *slot_numel;
-    int32_t *slot_first;
-    int32_t n_slots;
-    uint64_t bytes;
+    uint64_t bytes;                /* arena size planned by ws_pack          */
+    struct unclip_vk_buf *arena;   /* one device buffer for every item       */
+    struct unclip_vk_buf **views;  /* n_items views into it (NULL until made) */
     float *host_t;    /* [B] timesteps            */
     float *host_bias; /* [B * T] key bias         */
     /* The body of a forward (conv_in .. conv_out: everything after the time embedding and
@@ -93,7 +90,7 @@ struct workspace {
     bool graph_off; /* a capture failed under this plan: record normally */
 };
 
-/* A workspace tensor handle: the tensor (whose buffer belongs to a workspace slot) and its
+/* A workspace tensor handle: the tensor (whose buffer is a view into the arena) and its
  * item index; id -1 means "not from the workspace" (borrowed from the caller). */
 struct wt {
     struct unclip_tensor t;
@@ -605,21 +602,18 @@ struct run {
 static void
 ws_release(struct workspace *ws)
 {
-    unclip__vk_graph_free(ws->graph); /* before the slots it binds */
+    unclip__vk_graph_free(ws->graph); /* before the buffers it binds */
     ws->graph = NULL;
     ws->graph_off = false;
-    for (int32_t i = 0; ws->slots && i < ws->n_slots; i++)
-        unclip__tensor_free(&ws->slots[i]);
-    unclip__free(ws->slots);
-    unclip__free(ws->slot_numel);
-    unclip__free(ws->slot_first);
+    for (int32_t i = 0; ws->views && i < ws->n_items; i++)
+        unclip__vk_buf_free(ws->views[i]); /* views first: they live in the arena */
+    unclip__free(ws->views);
+    unclip__vk_buf_free(ws->arena);
     unclip__free(ws->host_t);
     unclip__free(ws->host_bias);
-    ws->slots = NULL;
-    ws->slot_numel = NULL;
-    ws->slot_first = NULL;
+    ws->views = NULL;
+    ws->arena = NULL;
     ws->host_t = ws->host_bias = NULL;
-    ws->n_slots = 0;
     ws->n_items = 0;
     ws->bytes = 0;
     ws->planned = false;
@@ -665,8 +659,7 @@ ws_get(struct run *r, struct wt *h, int32_t ndim, const int64_t *shape)
         it->numel = n;
         it->t0 = r->clock++;
         it->t1 = INT32_MAX;
-        it->slot = -1;
-        it->next = -1;
+        it->offset = 0;
         h->id = ws->n_items++;
         return UNCLIP_OK;
     }
@@ -674,7 +667,7 @@ ws_get(struct run *r, struct wt *h, int32_t ndim, const int64_t *shape)
         return unclip__fail(r->err, UNCLIP_E_INTERNAL,
                             "unet: workspace plan mismatch at tensor %d", (int)r->next);
     h->id = r->next;
-    h->t.buf = ws->slots[ws->items[r->next].slot].buf;
+    h->t.buf = ws->views[r->next];
     r->next++;
     r->clock++;
     return UNCLIP_OK;
@@ -692,86 +685,78 @@ ws_put(struct run *r, struct wt *h)
     h->t.buf = NULL;
 }
 
-/* Strategy 1 for ws_pack: items in the given order (by size, descending), each into the
- * smallest existing slot whose items' lifetimes it does not overlap (or the first such slot
- * when first_fit), else into a new slot of its size. */
-static int32_t
-pack_by_size(const struct ws_item *items, int32_t n, const int32_t *order, bool first_fit,
-             int32_t *slot, int32_t *next, int32_t *first, int64_t *size)
+/* Items are placed at multiples of WS_ALIGN bytes (the binding offset alignment), each
+ * rounded up to it, so every item is a view that starts on a bindable boundary. */
+#define WS_ALIGN 256u
+
+static uint64_t
+item_bytes(const struct ws_item *it)
 {
-    int32_t n_slots = 0;
+    return ((uint64_t)it->numel * 4 + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
+}
+
+/* Whether two items are alive at the same time (then their ranges must not overlap). Every
+ * op of a forward is recorded between the acquisition of its output and the release of its
+ * inputs, so an item released at tick c may share memory with one acquired after c. */
+static bool
+ws_clash(const struct ws_item *a, const struct ws_item *b)
+{
+    return !(a->t1 < b->t0 || b->t1 < a->t0);
+}
+
+/* One packing by offset: items in `order`, each at the lowest-offset gap among the items
+ * already placed that are alive with it (best_fit: the tightest such gap instead), else
+ * after the last of them. `placed` (n entries) is scratch kept sorted by offset; off[i]
+ * receives item i's offset. Returns the arena size. */
+static uint64_t
+pack_offsets(const struct ws_item *items, int32_t n, const int32_t *order, bool best_fit,
+             int32_t *placed, uint64_t *off)
+{
+    int32_t np = 0;
+    uint64_t total = 0;
     for (int32_t oi = 0; oi < n; oi++) {
         int32_t i = order[oi];
-        int32_t best = -1;
-        for (int32_t sl = 0; sl < n_slots; sl++) {
-            if (size[sl] < items[i].numel || (best >= 0 && size[sl] >= size[best]))
+        uint64_t size = item_bytes(&items[i]);
+        uint64_t end = 0, pick = UINT64_MAX, pick_gap = UINT64_MAX;
+        for (int32_t k = 0; k < np; k++) {
+            int32_t j = placed[k];
+            if (!ws_clash(&items[i], &items[j]))
                 continue;
-            bool clash = false;
-            for (int32_t k = first[sl]; k >= 0 && !clash; k = next[k])
-                clash = !(items[k].t1 < items[i].t0 || items[i].t1 < items[k].t0);
-            if (!clash) {
-                best = sl;
-                if (first_fit)
+            if (off[j] > end && off[j] - end >= size && off[j] - end < pick_gap) {
+                pick = end;
+                pick_gap = off[j] - end;
+                if (!best_fit)
                     break;
             }
+            if (off[j] + item_bytes(&items[j]) > end)
+                end = off[j] + item_bytes(&items[j]);
         }
-        if (best < 0) {
-            best = n_slots++;
-            size[best] = items[i].numel;
-            first[best] = -1;
+        if (pick == UINT64_MAX)
+            pick = end;
+        off[i] = pick;
+        int32_t at = np;
+        while (at > 0 && off[placed[at - 1]] > pick) {
+            placed[at] = placed[at - 1];
+            at--;
         }
-        slot[i] = best;
-        next[i] = first[best];
-        first[best] = i;
+        placed[at] = i;
+        np++;
+        if (pick + size > total)
+            total = pick + size;
     }
-    return n_slots;
+    return total;
 }
 
-/* Strategy 2: in acquisition order, each item takes the free slot that fits it most tightly,
- * else the biggest free slot (grown to its size), else a new slot. */
-static int32_t
-pack_by_time(const struct ws_item *items, int32_t n, int32_t *busy_until, int32_t *slot,
-             int32_t *next, int32_t *first, int64_t *size)
-{
-    int32_t n_slots = 0;
-    for (int32_t i = 0; i < n; i++) { /* items are stored in acquisition order */
-        int32_t fit = -1, big = -1;
-        for (int32_t sl = 0; sl < n_slots; sl++) {
-            if (busy_until[sl] >= items[i].t0)
-                continue;
-            if (size[sl] >= items[i].numel) {
-                if (fit < 0 || size[sl] < size[fit])
-                    fit = sl;
-            } else if (big < 0 || size[sl] > size[big]) {
-                big = sl;
-            }
-        }
-        int32_t sl = fit >= 0 ? fit : big;
-        if (sl < 0) {
-            sl = n_slots++;
-            size[sl] = 0;
-            first[sl] = -1;
-        }
-        if (size[sl] < items[i].numel)
-            size[sl] = items[i].numel;
-        busy_until[sl] = items[i].t1;
-        slot[i] = sl;
-        next[i] = first[sl];
-        first[sl] = i;
-    }
-    return n_slots;
-}
-
-/* Orders item indices by size, descending; equal sizes in the order `key` gives. */
+/* Orders item indices by prim descending; equal values in the order `key` gives. */
 static void
-sort_by_size(const struct ws_item *items, int32_t n, const uint32_t *key, int32_t *order)
+sort_desc(const int64_t *prim, int32_t n, const uint32_t *key, int32_t *order)
 {
     for (int32_t i = 0; i < n; i++)
         order[i] = i;
     for (int32_t i = 1; i < n; i++) { /* insertion sort: n is a few hundred */
         int32_t v = order[i], k = i - 1;
-        while (k >= 0 && (items[order[k]].numel < items[v].numel ||
-                          (items[order[k]].numel == items[v].numel && key[order[k]] > key[v]))) {
+        while (k >= 0 && (prim[order[k]] < prim[v] ||
+                          (prim[order[k]] == prim[v] && key[order[k]] > key[v]))) {
             order[k + 1] = order[k];
             k--;
         }
@@ -781,100 +766,93 @@ sort_by_size(const struct ws_item *items, int32_t n, const uint32_t *key, int32_
 
 #define PACK_TRIALS 64
 
-/* Packs the planned items into slots (reusable buffers; two items share one only when their
- * lifetimes do not overlap). Finding the smallest packing is a hard colouring problem, so
- * several greedy packings are tried and the smallest total kept: acquisition order, and
- * biggest-first with ties (many intermediates of a UNet have equal sizes) broken by
- * acquisition order and by a fixed pseudo-random sequence (reproducible plans). Fills the
- * items' slot/next and slot_numel / slot_first / n_slots; allocates nothing on the device. */
+/* Packs the planned items into one arena by offset: two items overlap in memory only when
+ * their lifetimes do not. Finding the smallest arena is a hard problem (dynamic storage
+ * allocation), so several greedy packings are tried and the smallest kept: acquisition
+ * order; longest-lived first and biggest area (bytes x lifetime) first; biggest first with
+ * ties (many intermediates of a UNet have equal sizes) broken by acquisition order and by a
+ * fixed pseudo-random sequence (reproducible plans); each with first-fit and best-fit gaps. The result is at least the live peak (the most bytes alive at
+ * one tick) and usually within a few percent of it. Fills items[].offset and ws->bytes;
+ * allocates nothing on the device. */
 static unclip_status
 ws_pack(struct workspace *ws, struct unclip_err *err)
 {
     int32_t n = ws->n_items;
     size_t cnt = n ? (size_t)n : 1;
     int32_t *order = unclip__calloc(cnt, sizeof *order);
+    int32_t *placed = unclip__calloc(cnt, sizeof *placed);
     uint32_t *key = unclip__calloc(cnt, sizeof *key);
-    /* [0]: the best so far, [1]: the current trial */
-    int32_t *slot[2] = {unclip__calloc(cnt, sizeof(int32_t)), unclip__calloc(cnt, sizeof(int32_t))};
-    int32_t *next[2] = {unclip__calloc(cnt, sizeof(int32_t)), unclip__calloc(cnt, sizeof(int32_t))};
-    int32_t *first[2] = {unclip__calloc(cnt, sizeof(int32_t)),
-                         unclip__calloc(cnt, sizeof(int32_t))};
-    int64_t *size[2] = {unclip__calloc(cnt, sizeof(int64_t)), unclip__calloc(cnt, sizeof(int64_t))};
+    uint64_t *off = unclip__calloc(cnt, sizeof *off), *best = unclip__calloc(cnt, sizeof *best);
+    int64_t *prim = unclip__calloc(cnt, sizeof *prim);
     unclip_status st = UNCLIP_OK;
-    if (!order || !key || !slot[0] || !slot[1] || !next[0] || !next[1] || !first[0] ||
-        !first[1] || !size[0] || !size[1]) {
+    if (!order || !placed || !key || !off || !best || !prim) {
         st = unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
         goto done;
     }
-    int64_t best_total = INT64_MAX;
-    int32_t best_slots = 0;
+    uint64_t best_total = UINT64_MAX;
     uint32_t rng = 0x9e3779b9u;
     for (int trial = 0; trial < PACK_TRIALS; trial++) {
-        int32_t ns;
-        if (trial == 0) {
-            ns = pack_by_time(ws->items, n, order, slot[1], next[1], first[1], size[1]);
+        if (trial < 2) {
+            for (int32_t i = 0; i < n; i++) /* items are stored in acquisition order */
+                order[i] = i;
         } else {
             for (int32_t i = 0; i < n; i++) {
-                if (trial <= 2) {
+                const struct ws_item *it = &ws->items[i];
+                /* the end of the forward for items never released */
+                int64_t life = (int64_t)(it->t1 == INT32_MAX ? n * 2 : it->t1) - it->t0 + 1;
+                prim[i] = trial < 4 ? life : trial < 6 ? life * it->numel : it->numel;
+                if (trial < 8) {
                     key[i] = (uint32_t)i;
                 } else {
                     rng = rng * 1664525u + 1013904223u; /* LCG: same plan on every run */
                     key[i] = rng;
                 }
             }
-            sort_by_size(ws->items, n, key, order);
-            ns = pack_by_size(ws->items, n, order, trial % 2 == 0, slot[1], next[1], first[1],
-                              size[1]);
+            sort_desc(prim, n, key, order);
         }
-        int64_t total = 0;
-        for (int32_t sl = 0; sl < ns; sl++)
-            total += size[1][sl];
+        uint64_t total = pack_offsets(ws->items, n, order, trial % 2 == 1, placed, off);
         if (total < best_total) {
             best_total = total;
-            best_slots = ns;
-            int32_t *t;
-            int64_t *t64;
-            t = slot[0], slot[0] = slot[1], slot[1] = t;
-            t = next[0], next[0] = next[1], next[1] = t;
-            t = first[0], first[0] = first[1], first[1] = t;
-            t64 = size[0], size[0] = size[1], size[1] = t64;
+            uint64_t *t = best;
+            best = off;
+            off = t;
         }
     }
-    for (int32_t i = 0; i < n; i++) {
-        ws->items[i].slot = slot[0][i];
-        ws->items[i].next = next[0][i];
-    }
-    ws->slot_numel = size[0];
-    ws->slot_first = first[0];
-    size[0] = NULL;
-    first[0] = NULL;
-    ws->n_slots = best_slots;
+    for (int32_t i = 0; i < n; i++)
+        ws->items[i].offset = best[i];
+    ws->bytes = n ? best_total : 0;
 done:
     unclip__free(order);
+    unclip__free(placed);
     unclip__free(key);
-    for (int k = 0; k < 2; k++) {
-        unclip__free(slot[k]);
-        unclip__free(next[k]);
-        unclip__free(first[k]);
-        unclip__free(size[k]);
-    }
+    unclip__free(off);
+    unclip__free(best);
+    unclip__free(prim);
     return st;
 }
 
-/* Allocates the packed slots on the device. */
+/* Allocates the arena on the device (one buffer of ws->bytes) and one view per item. */
 static unclip_status
 ws_alloc(struct unclip_unet *u)
 {
     struct workspace *ws = &u->ws;
-    ws->slots = unclip__calloc(ws->n_slots ? (size_t)ws->n_slots : 1, sizeof *ws->slots);
-    if (!ws->slots)
-        return unclip__fail(unclip__vk_err(u->vk), UNCLIP_E_NOMEM, "unet: out of host memory");
-    for (int32_t s = 0; s < ws->n_slots; s++) {
-        int64_t shape[1] = {ws->slot_numel[s]};
-        unclip_status st = unclip__tensor_new(u->vk, UNCLIP_DT_F32, 1, shape, &ws->slots[s]);
+    struct unclip_err *err = unclip__vk_err(u->vk);
+    if (ws->n_items == 0)
+        return UNCLIP_OK;
+    ws->views = unclip__calloc((size_t)ws->n_items, sizeof *ws->views);
+    if (!ws->views)
+        return unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
+    unclip_status st = unclip__vk_buf_new(u->vk, ws->bytes, &ws->arena);
+    if (st != UNCLIP_OK) {
+        ws->arena = NULL;
+        unclip__err_append(err, "unet workspace of %.1f MiB", (double)ws->bytes / 1048576.0);
+        return st;
+    }
+    for (int32_t i = 0; i < ws->n_items; i++) {
+        const struct ws_item *it = &ws->items[i];
+        st = unclip__vk_buf_view(ws->arena, it->offset, (uint64_t)it->numel * 4, &ws->views[i]);
         if (st != UNCLIP_OK)
             return st;
-        ws->bytes += unclip__tensor_bytes(&ws->slots[s]);
     }
     return UNCLIP_OK;
 }
@@ -1481,9 +1459,8 @@ unclip__unet_plan(const struct unclip_unet_config *c, int32_t batch, int32_t hei
     int64_t *delta = NULL;
     if (st == UNCLIP_OK) {
         struct workspace *ws = &u->ws;
-        struct unclip_unet_plan p = {.n_tensors = ws->n_items, .n_buffers = ws->n_slots};
-        for (int32_t s = 0; s < ws->n_slots; s++)
-            p.workspace_bytes += (uint64_t)ws->slot_numel[s] * 4;
+        struct unclip_unet_plan p = {.n_tensors = ws->n_items, .n_buffers = ws->n_items > 0,
+                                     .workspace_bytes = ws->bytes};
         delta = unclip__calloc((size_t)r.clock + 1, sizeof *delta);
         if (!delta)
             st = unclip__fail(err, UNCLIP_E_NOMEM, "unet: out of host memory");
