@@ -8,11 +8,11 @@
 #include "io/model-search.h"
 
 #include "core/alloc.h"
+#include "pipeline/pipeline.h" /* unclip__now_ms */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* ---- download ---- */
@@ -26,9 +26,7 @@ struct ui {
 static double
 mono_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    return unclip__now_ms() * 1e-3; /* the engine's monotonic clock */
 }
 
 static const char *

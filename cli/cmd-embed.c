@@ -4,11 +4,11 @@
 #include "png-io.h"
 
 #include "io/safetensors.h"
+#include "pipeline/pipeline.h" /* unclip__now_ms */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct embed_opts {
     const char *model, *out, *device;
@@ -17,14 +17,6 @@ struct embed_opts {
     int n_inputs;
     char **inputs;
 };
-
-static double
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static void
 usage(FILE *f, const char *cmd, const char *what)
@@ -157,10 +149,10 @@ cli_cmd_embed_text(int argc, char **argv)
     rc = 1;
     for (int r = 0; r < o.repeat; r++) {
         unclip_text_embeddings_clear(&e);
-        double t0 = now_ms();
+        double t0 = unclip__now_ms();
         unclip_status st =
             unclip_embed_text(model, (const char *const *)o.inputs, o.n_inputs, &e);
-        double t1 = now_ms();
+        double t1 = unclip__now_ms();
         if (st != UNCLIP_OK) {
             fprintf(stderr, "unclip: %s\n", unclip_ctx_last_error(ctx));
             goto out;
@@ -239,9 +231,9 @@ cli_cmd_embed_image(int argc, char **argv)
     rc = 1;
     for (int r = 0; r < o.repeat; r++) {
         unclip_image_embeddings_clear(&e);
-        double t0 = now_ms();
+        double t0 = unclip__now_ms();
         unclip_status st = unclip_embed_image(model, imgs, o.n_inputs, &e);
-        double t1 = now_ms();
+        double t1 = unclip__now_ms();
         if (st != UNCLIP_OK) {
             fprintf(stderr, "unclip: %s\n", unclip_ctx_last_error(ctx));
             goto done;

@@ -62,6 +62,10 @@ gen_add_entries(GOptionContext *oc, struct gen_opts *o, bool with_count, bool wi
         {"fp32", 0, 0, G_OPTION_ARG_NONE, &o->fp32,
          "keep weights in fp32 on the device (default fp16; fp32 matches diffusers to "
          "rounding)", NULL},
+        {"decoder-only", 0, 0, G_OPTION_ARG_NONE, &o->decoder_only,
+         "stop after the decoder and write its own small pictures (its sample size, e.g. "
+         "64x64 for Karlo): a quick preview; --sr-steps is unused and super_res_* are not "
+         "needed", NULL},
         {"dump", 0, 0, G_OPTION_ARG_FILENAME, &o->dump,
          "write every stage's tensors as safetensors into DIR (the goldens' names)", "DIR"},
         {"stats", 0, 0, G_OPTION_ARG_NONE, &o->stats,
@@ -223,6 +227,7 @@ gen_params(struct gen_opts *o)
     p.progress_cb = progress_cb;
     p.user_data = o;
     p.dump_dir = o->dump;
+    p.decoder_only = o->decoder_only;
     return p;
 }
 

@@ -19,6 +19,7 @@ struct gen_opts {
     gint prior_steps, decoder_steps, sr_steps;
     gdouble prior_guidance, decoder_guidance;
     gboolean fp32, quiet, stats;
+    gboolean decoder_only; /* --decoder-only: stop after the decoder (its own small pictures) */
 };
 
 /* Fills defaults (the pipeline's). */

@@ -12,7 +12,7 @@ static const struct cli_command commands[] = {
     {"variations", "image variations: unclip variations --model DIR --seed N -n K -o out.png "
                    "IMAGE", cli_cmd_variations},
     {"interpolate", "frames between two ends: unclip interpolate --model DIR --from A --to B "
-                    "--frames N -o frame.png", cli_cmd_interpolate},
+                    "--frames N|--at P,P... -o frame.png", cli_cmd_interpolate},
     {"text-diff", "text diffs: unclip text-diff --model DIR --from TEXT --to TEXT --amount A "
                   "-o out.png IMAGE", cli_cmd_text_diff},
     {"embed-text", "CLIP text embeddings: unclip embed-text --model DIR -o out.safetensors "
