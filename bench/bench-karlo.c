@@ -31,6 +31,7 @@
 #include "models/prior.h"
 #include "models/unet.h"
 #include "ops/ops.h"
+#include "pipeline/pipeline.h"
 #include "vk/vk.h"
 
 #include <math.h>
@@ -38,14 +39,12 @@
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+/* Wall seconds on the engine's monotonic clock (the one its run statistics use). */
 static double
 now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return unclip__now_ms() * 1e-3;
 }
 
 /* CPU seconds of the whole process (lavapipe's worker threads included): on a shared machine
