@@ -12,7 +12,9 @@
 #                   weights). Default: $UNCLIP_KARLO_BENCH_DIR or a temporary folder that is
 #                   deleted at the end.
 #   --stages LIST   comma-separated subset of prior,decoder,super_res (default all)
-#   --no-torch      skip the torch column
+#   --no-torch      skip the torch column (and the comparison: an old torch output is removed)
+#   --reuse-torch   no torch run, but compare with the torch output an earlier run left in
+#                   the model folder (torch_out_<stage>.safetensors; same weights and inputs)
 #   --fp32          F32 weights on the device (peak device memory about doubles)
 # Needs about 6 GB of disk for the model and, per stage, up to ~6 GB of RAM for torch and
 # ~3 GB for lavapipe. On 2 lavapipe cores the super-res step alone takes several minutes.
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --model) model=$2; shift 2 ;;
     --stages) stages=$2; shift 2 ;;
     --no-torch) torch=0; shift ;;
+    --reuse-torch) torch=2; shift ;;
     --fp32) fp32=--fp32; shift ;;
     *) echo "run-karlo: unknown option $1" >&2; exit 2 ;;
     esac
@@ -64,8 +67,10 @@ for s in $(echo "$stages" | tr ',' ' '); do
     if [ $torch = 1 ]; then
         echo "# torch (CPU): $s" >&2
         $py "$here/karlo_model.py" torch "$model" "$s" | tee -a "$out" >&2
-    else
+    elif [ $torch = 0 ]; then
         rm -f "$model/torch_out_$s.safetensors"
+    elif [ ! -f "$model/torch_out_$s.safetensors" ]; then
+        echo "# no earlier torch output for $s: rel L2 not reported" >&2
     fi
     echo "# ours: $s" >&2
     "$build/bench/bench-karlo" $fp32 "$model" "$s" | tee -a "$out" >&2
