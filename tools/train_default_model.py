@@ -22,9 +22,10 @@ is git-ignored; the log and README go to --out/training and --out):
   embed    frozen vision tower -> image embedding of every pool scene; clip_mean / clip_std
   prior    PriorTransformer on (caption, normalised image embedding): predicts x0
            ("sample"), MSE, text dropped to the "" encoding 10% of the time (classifier-free)
-  decoder  text_proj + decoder UNet at 32x32: epsilon MSE + the improved-DDPM variational
-           term for the learned-range variance (L_hybrid); image embedding replaced by the
-           learned null embedding (and text by "") 10% of the time, text alone 50%
+  decoder  text_proj + decoder UNet at 32x32: epsilon MSE (Min-SNR-5 weights) + the
+           improved-DDPM variational term for the learned-range variance (L_hybrid); image
+           embedding replaced by the learned null embedding (and text by "") 10% of the time,
+           text alone 50%
   sr       super_res_first on random 64x64 crops of 128x128 images, last part on whole
            128x128 images; conditioning = antialiased bicubic x4 of the 32x32 image (+ noise
            augmentation); super_res_last is a copy (the last step is t=0, where epsilon
@@ -155,12 +156,16 @@ SCHEDULERS = {
 RECIPE = {
     "seed": 20251125,
     "pool": {"n_scenes": 16000, "n_hr": 6000},
-    "clip": {"steps": 2000, "batch": 128, "lr": 1e-3, "wd": 0.05, "warmup": 100},
+    "clip": {"steps": 1200, "batch": 128, "lr": 1e-3, "wd": 0.05, "warmup": 100},
     "prior": {"steps": 3000, "batch": 128, "lr": 6e-4, "wd": 0.0, "warmup": 100,
               "p_uncond": 0.1},
-    "decoder": {"steps": 4000, "batch": 32, "lr": 5e-4, "wd": 0.0, "warmup": 200,
-                "p_drop_image": 0.1, "p_drop_text": 0.5},
-    "sr": {"steps": 5000, "batch": 16, "crop": 64, "full_frac": 0.2, "lr": 5e-4, "wd": 0.0,
+    # the decoder is what limits the pictures (shapes): it gets every minute the other stages
+    # leave. "steps" is a cap; the lanes' deadline (total_min) sets the count actually run.
+    "decoder": {"steps": 12000, "batch": 32, "lr": 6e-4, "wd": 0.0, "warmup": 200,
+                "p_drop_image": 0.1, "p_drop_text": 0.5, "min_snr": 5.0},
+    # wall-clock minutes for everything (pool, lanes, export, eval) on our 2 cores
+    "total_min": 88,
+    "sr": {"steps": 2500, "batch": 16, "crop": 64, "full_frac": 0.2, "lr": 5e-4, "wd": 0.0,
            "warmup": 200, "lr_noise_max": 0.06},
     "ema": 0.999,
     "ckpt_every_s": 120,
@@ -593,6 +598,8 @@ class Trainer:
             self.step += 1
             if not quiet and max_steps is None:
                 fitted = self.fit_to_budget(step_times, t_session)
+                if fitted is None:
+                    fitted = self.on_step(step_times)
                 if fitted is not None:
                     total = stop = fitted
             le = self.run.recipe["log_every"]
@@ -618,6 +625,10 @@ class Trainer:
 
     def after_step(self):
         pass
+
+    def on_step(self, step_times):
+        """Hook after each step; may return a new total step count."""
+        return None
 
     def final_losses(self, n=200):
         recent = self.hist[-n:]
@@ -781,6 +792,8 @@ class DecoderTrainer(Trainer):
         super().__init__(run)
         self.pool, self.textc, self.embeds = pool, textc, embeds
         self.tp, self.dec = build_decoder()
+        self.probe_at, self.threads = None, 1      # see on_step
+        self.cap = self.cfg["steps"]                # the recipe's count, before any resume
         self.sched = UnCLIPScheduler(SCHEDULERS["decoder_scheduler"])
         self.terms = DiffusionTerms(self.sched)
         self.setup_opt()
@@ -814,9 +827,56 @@ class DecoderTrainer(Trainer):
         xt = self.sched.add_noise(x0, noise, t)
         out = self.dec(xt, t, ehs, class_labels=add, attention_mask=mask)
         eps, v = out[:, :3], out[:, 3:]
-        mse = F.mse_loss(eps, noise)
+        # Min-SNR weighting (gamma 5): the nearly clean steps, whose epsilon is mostly fine
+        # detail, stop dominating the gradient, so the noisy steps that lay out the shapes
+        # learn sooner. The reported mse stays the plain mean.
+        per = (eps - noise).pow(2).mean(dim=(1, 2, 3))
+        ab = self.terms.abar[t]
+        snr = ab / (1 - ab)
+        w = torch.clamp(snr, max=self.cfg["min_snr"]) / snr
+        mse = per.mean()
         vb = self.terms.vlb(x0, xt, t, eps.detach(), v).mean()
-        return {"loss": mse + vb, "mse": mse, "vb": vb}
+        return {"loss": (w * per).mean() + vb, "mse": mse, "vb": vb}
+
+    def on_step(self, step_times):
+        """Once lane B (super-res, prior) has finished, try its core too: torch on 2 threads
+        is ~1.5x faster on a quiet machine but several times slower when other processes
+        load the cores (OpenMP threads wait on each other). So time a few steps with 1 and
+        with 2 threads, keep the faster, try again every 500 steps, and after each trial fit
+        the step count to the lanes' deadline from the measured speed."""
+        probe = 24
+        if self.probe_at is None:
+            if self.step % 25 == 0 and self.run.done("sr") and self.run.done("prior"):
+                self.run.log("decoder: lane B done at step %d" % self.step)
+                self.probe_at = self.step
+            return None
+        k = self.step - self.probe_at
+        if k == probe:
+            torch.set_num_threads(2 if self.threads == 1 else 1)
+        if k != 2 * probe:
+            return None
+        # skip the first 4 steps of each half (thread start-up, caches)
+        halves = [float(np.mean([w for w, _ in step_times[a + 4:a + probe]]))
+                  for a in (len(step_times) - 2 * probe, len(step_times) - probe)]
+        cur, other = halves
+        if other < cur:
+            self.threads = 2 if self.threads == 1 else 1
+        torch.set_num_threads(self.threads)
+        s_it = min(cur, other)
+        self.probe_at = self.step + 500
+        deadline = self.run.args.deadline
+        self.run.log("decoder: %.3f s/it with %d thread(s), %.3f with %d -> %d"
+                     % (cur, 3 - self.threads if other < cur else self.threads, other,
+                        self.threads if other < cur else 3 - self.threads, self.threads))
+        if not deadline:
+            return None
+        total = self.step + int(max(0.0, deadline - time.time()) / s_it)
+        total = max(self.step + 1, min(total, self.cap))
+        self.cfg = dict(self.cfg, steps=total)
+        self.sized = True
+        self.run.log("decoder: %.1f min to the deadline -> %d steps"
+                     % ((deadline - time.time()) / 60, total))
+        return total
 
 
 class SRTrainer(Trainer):
@@ -942,7 +1002,7 @@ def stage_decoder(run, pool, textc, embeds):
     tr = DecoderTrainer(run, pool, textc, embeds)
     run.log("decoder: text_proj %d, unet %d params" % (n_params(tr.tp), n_params(tr.dec)))
     tr.train()
-    run.update_stage("decoder", final=tr.final_losses())
+    run.update_stage("decoder", final=dict(tr.final_losses(), steps=tr.step))
 
 
 def stage_sr(run, pool):
@@ -1233,9 +1293,13 @@ def write_readme(run, flops_lines, size):
         % (r["clip"]["steps"], r["clip"]["batch"], r["clip"]["lr"]),
         "| prior | %d | %d | %g | x0 (`sample`) MSE, 10%% text dropped to \"\" |"
         % (r["prior"]["steps"], r["prior"]["batch"], r["prior"]["lr"]),
-        "| text_proj + decoder 32x32 | %d | %d | %g | eps MSE + L_vlb (learned range); "
-        "10%% null image embedding + \"\", 50%% text \"\" |"
-        % (r["decoder"]["steps"], r["decoder"]["batch"], r["decoder"]["lr"]),
+        "| text_proj + decoder 32x32 | %d | %d | %g | eps MSE (Min-SNR-%g weights) + L_vlb "
+        "(learned range); 10%% null image embedding + \"\", 50%% text \"\"; as many steps as "
+        "fit in %d min of wall time (at most %d); 1 or 2 threads (the faster, timed every "
+        "500 steps) once lane B ends |"
+        % ((finals.get("decoder") or {}).get("steps", r["decoder"]["steps"]),
+           r["decoder"]["batch"], r["decoder"]["lr"], r["decoder"]["min_snr"], r["total_min"],
+           r["decoder"]["steps"]),
         "| super_res 32->128 | %d | %d | %g | 64x64 crops, last %d%% whole 128x128; "
         "bicubic-AA x4 input, noise aug; super_res_last = copy |"
         % (r["sr"]["steps"], r["sr"]["batch"], r["sr"]["lr"], int(100 * r["sr"]["full_frac"])),
@@ -1414,13 +1478,23 @@ def run_stage(ctx, stage, smoke):
     run.update_stage(stage, done=True)
 
 
-def run_lanes(a, run):
+def run_lanes(a, run, t_lanes):
     """Start both lanes as child processes (1 thread each) and wait for them."""
     procs = {}
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # OpenBLAS (libopenblas0-pthread) starts a thread per core in each process unless told:
+    # two lanes then run four BLAS threads on two cores (measured: decoder 0.93 s/it per lane
+    # against 0.62 with OPENBLAS_NUM_THREADS=1).
+    # Passive OpenMP waits: with 2 threads on a loaded machine, spinning threads starve the
+    # one they wait for (measured 7.2 s/it spinning vs 2.4 passive vs 0.9 on 1 thread).
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               OMP_WAIT_POLICY="PASSIVE")
+    # the lanes end this long before the whole run's budget: export + eval (~3 min)
+    deadline = t_lanes + run.recipe["total_min"] * 60.0 - run.stage("pool")["seconds"] \
+        - run.stage("lanes")["seconds"] - 240.0
     for lane in sorted(LANES):
         cmd = [sys.executable, os.path.abspath(__file__), "--lane", lane, "--threads", "1",
-               "--work", a.work, "--out", a.out, "--steps-scale", repr(a.steps_scale)]
+               "--work", a.work, "--out", a.out, "--steps-scale", repr(a.steps_scale),
+               "--deadline", repr(deadline)]
         cmd += ["--budget-min", repr(a.budget_min)] if a.budget_min else []
         cmd += ["--smoke"] if a.smoke else []
         procs[lane] = __import__("subprocess").Popen(cmd, env=env)
@@ -1449,6 +1523,7 @@ def main(argv=None):
                     help="comma list to run in this process, in order (default: everything, "
                          "training in two lanes)")
     ap.add_argument("--lane", choices=sorted(LANES), help=argparse.SUPPRESS)
+    ap.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=1,
@@ -1511,7 +1586,7 @@ def main(argv=None):
             run.log("smoke: resume check, max weight difference %g" % check_resume(run, tok))
         if not all(run.done(s) for lane in LANES.values() for s in lane):
             t_lanes = time.time()
-            run_lanes(a, run)
+            run_lanes(a, run, t_lanes)
             # the lanes run side by side: their wall time, not the sum of their stages
             run.add_seconds("lanes", time.time() - t_lanes)
         for stage in ("export", "eval"):
