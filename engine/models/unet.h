@@ -29,8 +29,9 @@
  * with opts.fp32); biases and norm parameters F32. Activations live in a workspace owned by
  * the model: on the first forward for a given input geometry (batch, height, width, context
  * length, mask or not) the forward is walked once without running anything to record every
- * intermediate's size and lifetime, and the intermediates are packed into reusable buffers
- * (two tensors share a buffer when their lifetimes do not overlap). Later forwards with the
+ * intermediate's size and lifetime, and the intermediates are packed by offset into one
+ * device buffer (an arena; each intermediate a view at a 256-byte boundary; two share bytes
+ * only when their lifetimes do not overlap). Later forwards with the
  * same geometry allocate nothing. A different geometry re-plans. Intermediates die as soon as
  * their last reader is recorded (see resnet_run in unet.c for the order that keeps the peak
  * low).
@@ -160,12 +161,13 @@ unclip_status unclip__unet_forward(struct unclip_unet *u, const struct unclip_un
  * unclip__unet_forward plans it, but without weights or a device: for sizing a model (Karlo's
  * super-resolution UNet at 256x256) before loading it, and for tests. */
 struct unclip_unet_plan {
-    uint64_t workspace_bytes; /* what the forward allocates (the packed buffers)            */
+    uint64_t workspace_bytes; /* what the forward allocates (the arena)                     */
     uint64_t live_peak_bytes; /* most bytes of intermediates alive at one time: the lower
                                  bound of any packing                                     */
     uint64_t largest_bytes;   /* the largest single intermediate                           */
     int32_t n_tensors;        /* intermediates of one forward                              */
-    int32_t n_buffers;        /* device buffers they are packed into                       */
+    int32_t n_buffers;        /* device buffers they are packed into (1: the arena; 0 if
+                                 there are no intermediates)                              */
 };
 unclip_status unclip__unet_plan(const struct unclip_unet_config *c, int32_t batch,
                                 int32_t height, int32_t width, int32_t context_len, bool mask,
