@@ -5,7 +5,9 @@
  *     entry of the first stage that does not fit, with UNCLIP_E_DEVICE_NOMEM and a message
  *     naming the stage, its need (weights + activations) and the budget; the stage that
  *     fails moves forward as the budget grows, nothing is left on the device, the result is
- *     untouched; a budget above every need runs to the end. */
+ *     untouched; a budget above every need runs to the end.
+ * The golden model itself, not its small copy (tp_small_model): the activations, and so
+ * which stage fails at which budget, depend on the picture sizes. */
 #include "pipeline/budget.h"
 #include "rel-common.h"
 
@@ -63,17 +65,14 @@ slack(double v)
 static void
 test_estimates(bool fp32)
 {
-    struct unclip_ctx_params cp = unclip_ctx_params_default();
+    struct unclip_ctx_params cp = rel_ctx_params();
     cp.fp32_weights = fp32;
-    cp.submit_timeout_ms = REL_SUBMIT_TIMEOUT_MS;
-    struct unclip_ctx *ctx = NULL;
-    char err[1024];
-    if (unclip_ctx_new(&cp, &ctx, err, sizeof err) != UNCLIP_OK) {
-        TU_CHECK(false, "context: %s", err);
+    struct unclip_ctx *ctx = tp_ctx_with(&cp);
+    TU_CHECK(ctx != NULL, "no %s context", fp32 ? "fp32" : "fp16");
+    if (!ctx)
         return;
-    }
-    struct unclip_model *m = rel_model(ctx, "models/tiny-karlo");
-    struct unclip_run_params p = rel_params(7);
+    struct unclip_model *m = tp_model(ctx, "models/tiny-karlo");
+    struct unclip_run_params p = tp_params(7);
     struct unclip_result res = {0};
     unclip_status st = m ? unclip_run_text_to_image(m, prompt, &p, &res) : UNCLIP_E_MODEL;
     TU_CHECK(st == UNCLIP_OK, "run: %s", unclip_ctx_last_error(ctx));
@@ -115,13 +114,13 @@ test_small_budgets(void)
         unsetenv("UNCLIP_DEVICE_BUDGET");
         if (!ctx)
             return;
-        struct unclip_model *m = rel_model(ctx, "models/tiny-karlo");
+        struct unclip_model *m = tp_model(ctx, "models/tiny-karlo");
         if (!m) {
             unclip_ctx_free(ctx);
             return;
         }
         uint64_t base = unclip__vk_mem_in_use(ctx->vk);
-        struct unclip_run_params p = rel_params(7);
+        struct unclip_run_params p = tp_params(7);
         struct unclip_result res;
         memset(&res, 0x5a, sizeof res);
         struct unclip_result before = res;

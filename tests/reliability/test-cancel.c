@@ -1,7 +1,10 @@
-/* Cancel and watchdog over short text-to-image runs (golden tiny model, steps 2/2/2):
+/* Cancel and watchdog over short text-to-image runs (steps 2/2/2):
  *   - watchdog: no submission carries more work than the bound (vk stats), none has a single
  *     dispatch above it, and the longest fence wait is printed; checked at the default bound
- *     and at a small one (UNCLIP_WORK_BOUND, many more submissions and cancel points);
+ *     with the golden tiny model (its largest submissions come near the bound) and at a small
+ *     bound (UNCLIP_WORK_BOUND, many more submissions and cancel points) with a small copy
+ *     of it (golden weights and stages, 8x8 decoder and 32x32 super-res pictures:
+ *     tp_small_model), which all the cancels below use: they compare runs with each other;
  *   - cancel at 50 random moments: a full run polls the cancel callback P times (once per
  *     finished submission); each of the 50 picks a poll index uniformly in [1, P] and the
  *     callback says stop from there on. Moments are counted in polls, not milliseconds, so
@@ -71,7 +74,7 @@ timed_run(struct unclip_ctx *ctx, struct unclip_model *m, uint64_t bound, const 
           struct unclip_result *out)
 {
     struct unclip_vk *vk = ctx->vk;
-    struct unclip_run_params p = rel_params(7);
+    struct unclip_run_params p = tp_params(7);
     struct unclip_vk_stats s0, s1;
     unclip__vk_stats(vk, &s0);
     double t0 = rel_seconds();
@@ -110,9 +113,11 @@ main(void)
     struct unclip_ctx *ctx = rel_ctx();
     if (!ctx)
         return 77;
-    struct unclip_model *m = rel_model(ctx, "models/tiny-karlo");
-    if (!m)
+    struct unclip_model *m = tp_model(ctx, "models/tiny-karlo");
+    if (!m) {
+        unclip_ctx_free(ctx);
         return tu_summary("reliability-cancel");
+    }
     struct unclip_result ref = {0}, tmp = {0};
     timed_run(ctx, m, UNCLIP_VK_WORK_BOUND, "warm-up, default bound", &tmp);
     unclip_result_clear(&tmp);
@@ -126,9 +131,12 @@ main(void)
     unsetenv("UNCLIP_WORK_BOUND");
     if (!ctx)
         return tu_summary("reliability-cancel");
-    m = rel_model(ctx, "models/tiny-karlo");
-    if (!m)
+    char *small_dir = NULL;
+    m = tp_small_open(ctx, "models/tiny-karlo", &small_dir);
+    if (!m) {
+        unclip_ctx_free(ctx);
         return tu_summary("reliability-cancel");
+    }
     struct unclip_vk *vk = ctx->vk;
     timed_run(ctx, m, small_bound, "warm-up, small bound", &tmp);
     unclip_result_clear(&tmp);
@@ -145,11 +153,11 @@ main(void)
     /* P: polls of the cancel callback in a full run (it never says stop here). */
     struct canceller count = {.vk = vk};
     atomic_init(&count.raised, false);
-    struct unclip_run_params pc = rel_params(7);
+    struct unclip_run_params pc = tp_params(7);
     pc.cancel_cb = on_cancel;
     pc.user_data = &count;
     unclip_status st = unclip_run_text_to_image(m, prompt, &pc, &tmp);
-    TU_CHECK(st == UNCLIP_OK && rel_same_result(&tmp, &ref), "a run with a cancel callback "
+    TU_CHECK(st == UNCLIP_OK && tp_same_result(&tmp, &ref), "a run with a cancel callback "
              "that never stops: status %d (%s)", (int)st, unclip_ctx_last_error(ctx));
     unclip_result_clear(&tmp);
     const int64_t P = count.polls;
@@ -176,7 +184,7 @@ main(void)
         else
             snprintf(moment, sizeof moment, "cancel %d (poll %lld of %lld)", i,
                      (long long)c.stop_at, (long long)P);
-        struct unclip_run_params p = rel_params(7);
+        struct unclip_run_params p = tp_params(7);
         p.cancel_cb = on_cancel;
         p.user_data = &c;
         p.dump_dir = dump;
@@ -193,16 +201,14 @@ main(void)
         unclip__vk_stats(vk, &s);
         if (st == UNCLIP_OK) {
             completed++;
-            TU_CHECK(timed && !c.fired && rel_same_result(&res, &ref), "%s: the run "
+            TU_CHECK(timed && !c.fired && tp_same_result(&res, &ref), "%s: the run "
                      "completed %s", moment,
                      !timed ? "although the callback said stop"
                      : c.fired ? "after the callback said stop" : "with another picture");
             TU_CHECK(g_file_test(dump, G_FILE_TEST_IS_DIR), "%s: a completed run wrote no "
                      "dump", moment);
             unclip_result_clear(&res);
-            gchar *rm[] = {"rm", "-rf", dump, NULL};
-            g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL,
-                         NULL);
+            tp_rmtree(dump);
             continue;
         }
         cancelled++;
@@ -244,14 +250,13 @@ main(void)
     /* and the model still works */
     struct unclip_result again = {0};
     timed_run(ctx, m, small_bound, "after the cancels", &again);
-    TU_CHECK(rel_same_result(&again, &ref), "the picture after the cancels differs");
+    TU_CHECK(tp_same_result(&again, &ref), "the picture after the cancels differs");
     unclip_result_clear(&again);
     unclip_result_clear(&ref);
-    gchar *rm[] = {"rm", "-rf", tmpdir, NULL};
-    g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    tp_rmtree(tmpdir);
     g_free(dump);
     g_free(tmpdir);
-    unclip_model_free(m);
+    tp_small_close(m, small_dir);
     unclip_ctx_free(ctx);
     return tu_summary("reliability-cancel");
 }

@@ -1,10 +1,14 @@
-/* Fault injection over a short text-to-image run (golden tiny model, steps 2/2/2): the k-th
- * host allocation, device allocation (buffer or memory block), queue submit or fence wait
- * fails, and a lost device is simulated at chosen fence waits.
+/* Fault injection over a short text-to-image run (steps 2/2/2) of a small copy of the golden
+ * tiny model (golden weights and stages, 8x8 decoder and 32x32 super-res pictures:
+ * tp_small_model; the runs are only compared with each other): the k-th host allocation,
+ * device allocation (buffer or memory block), queue submit or fence wait fails, and a lost
+ * device is simulated at chosen fence waits.
  *
  * Which k: every queue submit and every fence wait the run reaches (21 each at the default
- * work bound). Host and device allocations are too many for that (about 3100 and 1100, a
- * failing run costs up to a whole run): a reference run records the call stack of every
+ * work bound; 23 at the full picture sizes, whose larger UNet steps take more bounded
+ * submissions, through the same 10 call stacks). Host and device allocations are too many
+ * for that (about 3100 and 1100, the same at both sizes; a failing run costs up to a whole
+ * run): a reference run records the call stack of every
  * event (the N innermost frames above the fault hook: --depth N, default 2 for host
  * allocations, whose callers are many, and 4 for device ones), and each distinct stack is
  * failed once, at its first occurrence (events inside a loop share a stack and take the
@@ -92,6 +96,7 @@ arm_all(uint64_t k)
 }
 
 struct state {
+    char *model_dir; /* the small copy (tp_small_model) */
     struct unclip_ctx *ctx;
     struct unclip_model *model;
     struct unclip_result ref;
@@ -104,10 +109,10 @@ struct state {
 static bool
 good_run(struct state *s, const char *after)
 {
-    struct unclip_run_params p = rel_params(7);
+    struct unclip_run_params p = tp_params(7);
     struct unclip_result r = {0};
     unclip_status st = unclip_run_text_to_image(s->model, prompt, &p, &r);
-    bool ok = st == UNCLIP_OK && rel_same_result(&r, &s->ref);
+    bool ok = st == UNCLIP_OK && tp_same_result(&r, &s->ref);
     TU_CHECK(ok, "%s: the next run: status %d (%s), %s picture", after, (int)st,
              unclip_ctx_last_error(s->ctx), st ? "no" : "another");
     unclip_result_clear(&r);
@@ -123,7 +128,7 @@ open_all(struct state *s)
     s->ctx = rel_ctx();
     if (!s->ctx)
         return false;
-    s->model = rel_model(s->ctx, "models/tiny-karlo");
+    s->model = tp_model_at(s->ctx, s->model_dir);
     return s->model != NULL;
 }
 
@@ -134,6 +139,17 @@ close_all(struct state *s)
     unclip_ctx_free(s->ctx);
     s->model = NULL;
     s->ctx = NULL;
+}
+
+/* Closes the model and context, removes the small copy, returns the test's exit status. */
+static int
+finish(struct state *s)
+{
+    close_all(s);
+    tp_rmtree(s->model_dir);
+    g_free(s->model_dir);
+    s->model_dir = NULL;
+    return tu_summary("reliability-faults");
 }
 
 int
@@ -162,20 +178,24 @@ main(int argc, char **argv)
     if (check_every == 0)
         check_every = 1;
 
-    struct state s = {0};
-    if (!open_all(&s))
-        return s.ctx ? tu_summary("reliability-faults") : 77;
+    struct state s = {.model_dir = tp_small_model("models/tiny-karlo")};
+    if (!s.model_dir)
+        return tu_summary("reliability-faults");
+    if (!open_all(&s) && !s.ctx) {
+        finish(&s);
+        return 77;
+    }
+    if (!s.model)
+        return finish(&s);
 
     /* Warm-up (loads what the model keeps between runs), then the reference run that
      * counts the events of every site. */
-    struct unclip_run_params p = rel_params(7);
+    struct unclip_run_params p = tp_params(7);
     double t0 = rel_seconds();
     unclip_status st = unclip_run_text_to_image(s.model, prompt, &p, &s.ref);
     TU_CHECK(st == UNCLIP_OK, "warm-up run: %s", unclip_ctx_last_error(s.ctx));
-    if (st != UNCLIP_OK) {
-        close_all(&s);
-        return tu_summary("reliability-faults");
-    }
+    if (st != UNCLIP_OK)
+        return finish(&s);
     unclip_result_clear(&s.ref);
     double t1 = rel_seconds();
     s.mem_base = unclip__vk_mem_in_use(s.ctx->vk);
@@ -204,10 +224,8 @@ main(int argc, char **argv)
                  sites[i].name);
     TU_CHECK(s.mem_base == unclip__vk_mem_in_use(s.ctx->vk), "the reference run kept %llu "
              "device bytes", (unsigned long long)(unclip__vk_mem_in_use(s.ctx->vk) - s.mem_base));
-    if (st != UNCLIP_OK) {
-        close_all(&s);
-        return tu_summary("reliability-faults");
-    }
+    if (st != UNCLIP_OK)
+        return finish(&s);
 
     uint64_t total = 0, total_clean = 0, injected[N_SITES] = {0};
     double t_faults = rel_seconds();
@@ -244,7 +262,7 @@ main(int argc, char **argv)
             struct unclip_result res;
             memset(&res, 0x5a, sizeof res);
             struct unclip_result before = res;
-            struct unclip_run_params pk = rel_params(7);
+            struct unclip_run_params pk = tp_params(7);
             unclip__fault_arm(site->site, k);
             st = unclip_run_text_to_image(s.model, prompt, &pk, &res);
             uint64_t seen = unclip__fault_count(site->site);
@@ -256,7 +274,7 @@ main(int argc, char **argv)
             if (st == UNCLIP_OK) {
                 tolerated++;
                 printf("  %s: tolerated (the run succeeded)\n", what);
-                TU_CHECK(site->site == UNCLIP_FAULT_HOST_ALLOC && rel_same_result(&res, &s.ref),
+                TU_CHECK(site->site == UNCLIP_FAULT_HOST_ALLOC && tp_same_result(&res, &s.ref),
                          "%s: the run succeeded%s", what,
                          site->site == UNCLIP_FAULT_HOST_ALLOC ? " with another picture" : "");
                 unclip_result_clear(&res);
@@ -272,7 +290,7 @@ main(int argc, char **argv)
                      (unsigned long long)unclip__vk_mem_in_use(s.ctx->vk),
                      (unsigned long long)s.mem_base);
             if (site->site == UNCLIP_FAULT_DEVICE_LOST && st == UNCLIP_E_DEVICE_LOST) {
-                struct unclip_run_params pa = rel_params(7);
+                struct unclip_run_params pa = tp_params(7);
                 struct unclip_result again = {0};
                 unclip_status st2 = unclip_run_text_to_image(s.model, prompt, &pa, &again);
                 msg = unclip_ctx_last_error(s.ctx);
@@ -311,6 +329,5 @@ main(int argc, char **argv)
         g_array_free(firsts[i], TRUE);
     }
     unclip_result_clear(&s.ref);
-    close_all(&s);
-    return tu_summary("reliability-faults");
+    return finish(&s);
 }
