@@ -18,6 +18,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Load width shared with linear.c (0 scalar, 1 vec4 / words, 2 64-bit) and its override for
  * benchmarks (0 automatic, 1 naive shaders, 2.. forced width). */
@@ -93,12 +94,25 @@ struct conv_tiles {
 struct tile_row {
     int type;          /* enum unclip_device_type, or -1: any */
     uint32_t subgroup; /* 0: any */
+    int llvm_min;      /* lavapipe's LLVM major version (from the device name) at least; 0: any */
     struct conv_tiles k[4]; /* [K1, K3S1, K3S2, K3N] */
 };
+/* LLVM 19 (Debian 13's lavapipe) compiles the same shader differently: 3x3 stride 1 at 8 x 4
+ * ran 28.1-30.9 GFLOP/s there against 23.2-23.5 at 16 x 4, while on LLVM 15 (Debian 12)
+ * 16 x 4 stays best (29.7 against 21.9): bench-ops --conv-tiles in both, 2026-11-25, quiet. */
 static const struct tile_row tile_table[] = {
-    {UNCLIP_DEVICE_CPU, 0, {{16, 8, 8, 8}, {16, 4, 8, 8}, {8, 8, 8, 8}, {16, 4, 1, 64}}},
-    {-1, 0, {{8, 4, 8, 8}, {8, 4, 8, 8}, {4, 4, 8, 8}, {8, 4, 1, 64}}},
+    {UNCLIP_DEVICE_CPU, 0, 19, {{16, 8, 8, 8}, {8, 4, 8, 8}, {8, 8, 8, 8}, {16, 4, 1, 64}}},
+    {UNCLIP_DEVICE_CPU, 0, 0, {{16, 8, 8, 8}, {16, 4, 8, 8}, {8, 8, 8, 8}, {16, 4, 1, 64}}},
+    {-1, 0, 0, {{8, 4, 8, 8}, {8, 4, 8, 8}, {4, 4, 8, 8}, {8, 4, 1, 64}}},
 };
+
+/* "llvmpipe (LLVM 19.1.7, 256 bits)" -> 19; 0 when the name carries no LLVM version. */
+static int
+llvm_major(const char *name)
+{
+    const char *p = strstr(name, "LLVM ");
+    return p ? atoi(p + 5) : 0;
+}
 
 /* Benchmarks and tuning only: when tm is non-zero, these tiles replace the table's for the
  * k 3 stride 1 kind (bench-ops --conv-tiles). Not API. */
@@ -116,11 +130,13 @@ pick_tiles(struct unclip_vk *vk, int kind)
         et.tm <= 64 && et.tn && et.tn <= 64 && et.lx && et.ly && et.lx * et.ly <= 1024)
         return et;
     const struct unclip_device_info *info = unclip__vk_info(vk);
+    int llvm = llvm_major(info->name);
     size_t n = sizeof tile_table / sizeof tile_table[0];
     for (size_t i = 0; i < n; i++) {
         const struct tile_row *r = &tile_table[i];
         if ((r->type < 0 || r->type == (int)info->type) &&
-            (r->subgroup == 0 || r->subgroup == info->subgroup_size))
+            (r->subgroup == 0 || r->subgroup == info->subgroup_size) &&
+            (r->llvm_min == 0 || llvm >= r->llvm_min))
             return r->k[kind];
     }
     return tile_table[n - 1].k[kind];

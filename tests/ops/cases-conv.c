@@ -99,6 +99,31 @@ run_conv_errors(struct ot_ctx *c, const int64_t *d)
 #define CV(k, s, p, o) ((k) | (s) << 4 | (p) << 8 | (int64_t)(o) << 12)
 #define CVV(k, s, p, o, v) (CV(k, s, p, o) | (int64_t)(v) << 20)
 
+/* The tile table's 3x3 stride-1 entries (engine/ops/conv.c) picks one per device; this
+ * machine's device takes only its own row, so every entry is forced here in turn through the
+ * tuning hook and compared with the reference on odd sizes (rows of partial tiles). */
+struct conv_tiles {
+    uint32_t tm, tn, lx, ly;
+};
+extern struct conv_tiles unclip__conv_tiles_override;
+
+static void
+run_conv_tiles(struct ot_ctx *c, const int64_t *d)
+{
+    static const struct conv_tiles tiles[] = {{16, 4, 8, 8}, {8, 4, 8, 8}};
+    static const int64_t shapes[][6] = {
+        {2, 13, 9, 11, 21, CV(3, 1, 1, CV_BIAS | CV_TBIAS | CV_RES)},
+        {1, 24, 7, 19, 70, CVV(3, 1, 1, CV_BIAS, 4)},
+        {2, 5, 6, 5, 3, CV(3, 1, 0, CV_RES_Y)},
+    };
+    const struct conv_tiles t = tiles[d[0]]; /* one entry per case: a case holds few tensors */
+    unclip__conv_tiles_override = t;
+    printf("  %-14s tiles %ux%u, %ux%u invocations\n", c->case_name, t.tm, t.tn, t.lx, t.ly);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        run_conv(c, shapes[i]);
+    unclip__conv_tiles_override = (struct conv_tiles){0, 0, 0, 0};
+}
+
 const struct op_case ot_cases_conv[] = {
     {"conv2d", run_conv, {2, 23, 17, 9, 81, CV(3, 1, 1, CV_BIAS)}},
     {"conv2d", run_conv, {2, 23, 17, 9, 81, CV(3, 2, 1, CV_BIAS | CV_RES)}},
@@ -140,6 +165,8 @@ const struct op_case ot_cases_conv[] = {
     /* One image's input over 128 MiB (135 MB): two Cin passes (8 + 1 channels), the second
      * accumulating onto y; 3 output channels (the narrow variant). */
     {"conv2d_big", run_conv, {1, 9, 2048, 1832, 3, CV(3, 1, 1, CV_BIAS | CV_RES | CV_F32_ONLY)}},
+    {"conv2d_tiles", run_conv_tiles, {0}},
+    {"conv2d_tiles", run_conv_tiles, {1}},
     {"conv2d_errors", run_conv_errors, {0}},
     {NULL, NULL, {0}},
 };
