@@ -2,6 +2,7 @@
  * listed in the table below. */
 #include "cli.h"
 
+#include <glib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,8 +54,14 @@ main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* GOptionContext's --help names the program by this ("Usage: unclip generate
+             * [OPTION...] PROMPT"); GLib leaves it unset for the subcommand's argv. */
+            char prg[64];
+            snprintf(prg, sizeof prg, "unclip %s", commands[i].name);
+            g_set_prgname(prg);
             return commands[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "unclip: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -261,6 +261,7 @@ main(int argc, char **argv)
     g_free(o);
     rc = run(&o, "generate", "--help", NULL);
     expect(0, "--prior-guidance", "generate --help", rc, o);
+    expect(0, "unclip generate [OPTION", "generate --help names the program", rc, o);
     g_free(o);
 
     /* Failures: 1 with the reason. */
