@@ -6,6 +6,7 @@
 #include "models/weights.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LN_EPS 1e-5f
@@ -32,6 +33,12 @@ struct prior_scratch {
     uint8_t *mask;                 /* [B, T] mask the bias was built from        */
     bool bias_valid;
     float *tvals; /* [B] */
+    /* The body (time MLP .. to_clip) recorded once and replayed while the caller passes the
+     * same buffers (serials of x, proj_embedding, enc, out): a prior loop does, step after
+     * step; only the sinusoid and the key bias change, and they live in scratch buffers. */
+    struct unclip_vk_graph *graph;
+    uint64_t graph_key[4];
+    bool graph_off; /* a capture failed at this batch: record every forward */
 };
 
 struct unclip_prior {
@@ -326,6 +333,7 @@ void
 unclip__prior_release_scratch(struct unclip_prior *m)
 {
     struct prior_scratch *s = &m->s;
+    unclip__vk_graph_free(s->graph); /* before the buffers it binds */
     unclip__enc_scratch_free(&s->enc);
     struct unclip_tensor *ts[] = {&s->seq, &s->txt, &s->tsin, &s->t1,   &s->temb,
                                   &s->pnorm, &s->pe, &s->hx, &s->last, &s->bias};
@@ -334,6 +342,12 @@ unclip__prior_release_scratch(struct unclip_prior *m)
     unclip__free(s->mask);
     unclip__free(s->tvals);
     memset(s, 0, sizeof *s);
+}
+
+bool
+unclip__prior_has_graph(const struct unclip_prior *m)
+{
+    return m->s.graph != NULL;
 }
 
 void
@@ -508,49 +522,19 @@ check_input(struct unclip_vk *vk, const char *what, const struct unclip_tensor *
     return UNCLIP_OK;
 }
 
-unclip_status
-unclip__prior_forward(struct unclip_prior *m, const struct unclip_tensor *x, float t,
-                      const struct unclip_tensor *proj_embedding,
-                      const struct unclip_tensor *enc, const uint8_t *mask,
-                      struct unclip_tensor *out)
+/* The forward after the sinusoid: time MLP, projections, the token sequence, the blocks,
+ * norm_out and to_clip. Only dispatches (no uploads or waits), so it can be captured. */
+static unclip_status
+prior_body(struct unclip_prior *m, const struct unclip_tensor *x,
+           const struct unclip_tensor *proj_embedding, const struct unclip_tensor *enc,
+           struct unclip_tensor *out)
 {
     struct unclip_vk *vk = m->vk;
-    struct unclip_err *err = unclip__vk_err(vk);
     const struct unclip_prior_config *c = &m->cfg;
-    if (!x || !x->buf || x->ndim < 1 || x->shape[0] < 1 || x->shape[0] > 4096)
-        return unclip__fail(err, UNCLIP_E_ARG, "prior: hidden_states must be [B, %d], B >= 1",
-                            (int)c->embedding_dim);
-    const int64_t B = x->shape[0], E = c->embedding_dim, T = c->num_embeddings;
-    const int64_t W = c->width, S = c->seq_len;
-    char want[64];
-    unclip_status st;
-    snprintf(want, sizeof want, "[B, %d]", (int)E);
-    if ((st = check_input(vk, "hidden_states", x, B, B * E, want)))
-        return st;
-    snprintf(want, sizeof want, "[B, %d]", (int)c->proj_dim);
-    if ((st = check_input(vk, "proj_embedding", proj_embedding, B, B * c->proj_dim, want)))
-        return st;
-    snprintf(want, sizeof want, "[B, %d, %d]", (int)T, (int)E);
-    if ((st = check_input(vk, "encoder_hidden_states", enc, B, B * T * E, want)))
-        return st;
-    snprintf(want, sizeof want, "[B, %d]", (int)c->clip_dim);
-    if ((st = check_input(vk, "output", out, B, B * c->clip_dim, want)))
-        return st;
-    if (out->buf == x->buf || out->buf == proj_embedding->buf || out->buf == enc->buf)
-        return unclip__fail(err, UNCLIP_E_ARG, "prior: the output aliases an input");
-    if (!(t > -8192.0f && t < 8192.0f))
-        return unclip__fail(err, UNCLIP_E_ARG, "prior: timestep %g is out of range", (double)t);
-
-    if ((st = ensure_scratch(m, (int32_t)B)) || (st = update_bias(m, mask)))
-        return st;
     struct prior_scratch *s = &m->s;
-
-    /* Time embedding: Timesteps(W, flip_sin_to_cos=True, shift 0) -> linear_1, act, linear_2. */
-    for (int64_t b = 0; b < B; b++)
-        s->tvals[b] = t;
-    if ((st = unclip__op_timestep_embedding(vk, s->tvals, (int32_t)B, (int32_t)W, true, 0.0f,
-                                            10000.0f, &s->tsin)) ||
-        (st = unclip__lin_run(vk, &m->time1, &s->tsin, NULL, &s->t1)) ||
+    const int64_t B = s->batch, T = c->num_embeddings, W = c->width, S = c->seq_len;
+    unclip_status st;
+    if ((st = unclip__lin_run(vk, &m->time1, &s->tsin, NULL, &s->t1)) ||
         (st = unclip__op_unary(vk, &s->t1, c->time_act, 1.0f, 0.0f, 0.0f, 0.0f, &s->t1)) ||
         (st = unclip__lin_run(vk, &m->time2, &s->t1, NULL, &s->temb)))
         return st;
@@ -600,6 +584,79 @@ unclip__prior_forward(struct unclip_prior *m, const struct unclip_tensor *x, flo
         (st = unclip__lin_run(vk, &m->to_clip, &s->last, NULL, out)))
         return st;
     return UNCLIP_OK;
+}
+
+unclip_status
+unclip__prior_forward(struct unclip_prior *m, const struct unclip_tensor *x, float t,
+                      const struct unclip_tensor *proj_embedding,
+                      const struct unclip_tensor *enc, const uint8_t *mask,
+                      struct unclip_tensor *out)
+{
+    struct unclip_vk *vk = m->vk;
+    struct unclip_err *err = unclip__vk_err(vk);
+    const struct unclip_prior_config *c = &m->cfg;
+    if (!x || !x->buf || x->ndim < 1 || x->shape[0] < 1 || x->shape[0] > 4096)
+        return unclip__fail(err, UNCLIP_E_ARG, "prior: hidden_states must be [B, %d], B >= 1",
+                            (int)c->embedding_dim);
+    const int64_t B = x->shape[0], E = c->embedding_dim, T = c->num_embeddings;
+    const int64_t W = c->width;
+    char want[64];
+    unclip_status st;
+    snprintf(want, sizeof want, "[B, %d]", (int)E);
+    if ((st = check_input(vk, "hidden_states", x, B, B * E, want)))
+        return st;
+    snprintf(want, sizeof want, "[B, %d]", (int)c->proj_dim);
+    if ((st = check_input(vk, "proj_embedding", proj_embedding, B, B * c->proj_dim, want)))
+        return st;
+    snprintf(want, sizeof want, "[B, %d, %d]", (int)T, (int)E);
+    if ((st = check_input(vk, "encoder_hidden_states", enc, B, B * T * E, want)))
+        return st;
+    snprintf(want, sizeof want, "[B, %d]", (int)c->clip_dim);
+    if ((st = check_input(vk, "output", out, B, B * c->clip_dim, want)))
+        return st;
+    if (out->buf == x->buf || out->buf == proj_embedding->buf || out->buf == enc->buf)
+        return unclip__fail(err, UNCLIP_E_ARG, "prior: the output aliases an input");
+    if (!(t > -8192.0f && t < 8192.0f))
+        return unclip__fail(err, UNCLIP_E_ARG, "prior: timestep %g is out of range", (double)t);
+
+    if ((st = ensure_scratch(m, (int32_t)B)) || (st = update_bias(m, mask)))
+        return st;
+    struct prior_scratch *s = &m->s;
+
+    /* Time embedding: Timesteps(W, flip_sin_to_cos=True, shift 0) -> linear_1, act, linear_2. */
+    for (int64_t b = 0; b < B; b++)
+        s->tvals[b] = t;
+    if ((st = unclip__op_timestep_embedding(vk, s->tvals, (int32_t)B, (int32_t)W, true, 0.0f,
+                                            10000.0f, &s->tsin)))
+        return st;
+    /* The sinusoid upload above has finished, so has the bias upload: the rest reads only
+     * device buffers and is replayed when the caller's buffers are the ones it was recorded
+     * with. UNCLIP_NO_REPLAY=1 records every forward (for comparisons). */
+    const char *nr = getenv("UNCLIP_NO_REPLAY");
+    if (s->graph_off || (nr && nr[0] && strcmp(nr, "0") != 0))
+        return prior_body(m, x, proj_embedding, enc, out);
+    uint64_t gk[4] = {unclip__vk_buf_serial(x->buf), unclip__vk_buf_serial(proj_embedding->buf),
+                      unclip__vk_buf_serial(enc->buf), unclip__vk_buf_serial(out->buf)};
+    if (s->graph && memcmp(gk, s->graph_key, sizeof gk) == 0)
+        return unclip__vk_replay(vk, s->graph);
+    unclip__vk_graph_free(s->graph);
+    s->graph = NULL;
+    struct unclip_vk_graph *g = NULL;
+    unclip_status st_end = UNCLIP_E_INTERNAL;
+    if (unclip__vk_capture_begin(vk) == UNCLIP_OK) {
+        st = prior_body(m, x, proj_embedding, enc, out);
+        st_end = unclip__vk_capture_end(vk, &g);
+        if (st == UNCLIP_OK && st_end == UNCLIP_OK) {
+            s->graph = g;
+            memcpy(s->graph_key, gk, sizeof gk);
+            return unclip__vk_replay(vk, g);
+        }
+        unclip__vk_graph_free(st_end == UNCLIP_OK ? g : NULL);
+    }
+    /* Nothing captured has run: record this forward normally, and every later one. */
+    unclip__err_clear(unclip__vk_err(vk));
+    s->graph_off = true;
+    return prior_body(m, x, proj_embedding, enc, out);
 }
 
 unclip_status

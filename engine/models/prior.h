@@ -100,9 +100,13 @@ uint64_t unclip__prior_weight_bytes(const struct unclip_prior *m);
  *   out            [B, C]     predicted x0, allocated by the caller (numel checked); must not
  *                             alias an input
  * Scratch activations are kept in the model between calls with the same B (a prior loop
- * reuses them), so one model serves one caller at a time. Work is recorded, not waited for,
- * except that the timestep embedding (and a changed mask) uploads and waits at the start.
- * Errors go to unclip__vk_err(vk) (UNCLIP_E_ARG for bad shapes or batch). */
+ * reuses them), so one model serves one caller at a time. The timestep embedding (and a
+ * changed mask) uploads and waits at the start; the rest is recorded once per batch and
+ * caller buffers (x, proj_embedding, enc, out: the same tensors step after step) and
+ * replayed, so the call returns when the work has run, in submissions of bounded work with
+ * the cancel check between them (UNCLIP_E_CANCELLED). UNCLIP_NO_REPLAY=1 records every
+ * forward instead (the work is then left recorded, not waited for). Errors go to
+ * unclip__vk_err(vk) (UNCLIP_E_ARG for bad shapes or batch). */
 unclip_status unclip__prior_forward(struct unclip_prior *m, const struct unclip_tensor *x,
                                     float t, const struct unclip_tensor *proj_embedding,
                                     const struct unclip_tensor *enc, const uint8_t *mask,
@@ -120,6 +124,9 @@ unclip_status unclip__prior_post_process(struct unclip_prior *m, const struct un
                                          struct unclip_tensor *y);
 /* The same on host rows: x [rows, C] in place (same fp32 rounding: multiply, then add). */
 void unclip__prior_post_process_host(const struct unclip_prior *m, float *x, int64_t rows);
+
+/* Whether a recorded forward is held for replay (for tests: the loop really replays). */
+bool unclip__prior_has_graph(const struct unclip_prior *m);
 
 /* Frees the scratch activations kept between calls (they come back on the next call). */
 void unclip__prior_release_scratch(struct unclip_prior *m);
