@@ -450,17 +450,13 @@ unclip__enc_scratch_new(struct unclip_vk *vk, int64_t rows, int32_t dim, int32_t
                         struct unclip_enc_scratch *s)
 {
     memset(s, 0, sizeof *s);
-    int64_t sx[2] = {rows, dim}, sq[2] = {rows, 3 * (int64_t)dim}, sm[2] = {rows, inner};
-    unclip_status st = unclip__tensor_new(vk, UNCLIP_DT_F32, 2, sx, &s->x);
-    if (st == UNCLIP_OK)
-        st = unclip__tensor_new(vk, UNCLIP_DT_F32, 2, sq, &s->qkv);
-    if (st == UNCLIP_OK)
-        st = unclip__tensor_new(vk, UNCLIP_DT_F32, 2, sx, &s->o);
-    if (st == UNCLIP_OK)
-        st = unclip__tensor_new(vk, UNCLIP_DT_F32, 2, sm, &s->mid);
-    if (st != UNCLIP_OK)
-        unclip__enc_scratch_free(s);
-    return st;
+    const struct unclip_tensor_spec specs[4] = {
+        {&s->x, UNCLIP_DT_F32, 2, {rows, dim}},
+        {&s->qkv, UNCLIP_DT_F32, 2, {rows, 3 * (int64_t)dim}},
+        {&s->o, UNCLIP_DT_F32, 2, {rows, dim}},
+        {&s->mid, UNCLIP_DT_F32, 2, {rows, inner}},
+    };
+    return unclip__tensor_arena(vk, specs, 4, &s->arena);
 }
 
 void
@@ -472,6 +468,8 @@ unclip__enc_scratch_free(struct unclip_enc_scratch *s)
     unclip__tensor_free(&s->qkv);
     unclip__tensor_free(&s->o);
     unclip__tensor_free(&s->mid);
+    unclip__vk_buf_free(s->arena); /* after its views */
+    s->arena = NULL;
 }
 
 unclip_status

@@ -167,6 +167,7 @@ struct unclip_enc_scratch {
     struct unclip_tensor qkv; /* [rows, 3 dim]   packed projections   */
     struct unclip_tensor o;   /* [rows, dim]     attention output     */
     struct unclip_tensor mid; /* [rows, inner]   MLP hidden           */
+    struct unclip_vk_buf *arena; /* the four are views of it (unclip__tensor_arena) */
 };
 unclip_status unclip__enc_scratch_new(struct unclip_vk *vk, int64_t rows, int32_t dim,
                                       int32_t inner, struct unclip_enc_scratch *s);

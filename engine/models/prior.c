@@ -30,6 +30,7 @@ struct prior_scratch {
     struct unclip_tensor hx;       /* [B, W]                                     */
     struct unclip_tensor last;     /* [B, W] the prd token                       */
     struct unclip_tensor bias;     /* [B, S] additive key bias                   */
+    struct unclip_vk_buf *arena;   /* seq .. bias are views of it                */
     uint8_t *mask;                 /* [B, T] mask the bias was built from        */
     bool bias_valid;
     float *tvals; /* [B] */
@@ -339,6 +340,7 @@ unclip__prior_release_scratch(struct unclip_prior *m)
                                   &s->pnorm, &s->pe, &s->hx, &s->last, &s->bias};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         unclip__tensor_free(ts[i]);
+    unclip__vk_buf_free(s->arena); /* after its views */
     unclip__free(s->mask);
     unclip__free(s->tvals);
     memset(s, 0, sizeof *s);
@@ -441,13 +443,22 @@ ensure_scratch(struct unclip_prior *m, int32_t batch)
     struct unclip_vk *vk = m->vk;
     const int64_t B = batch, W = c->width, S = c->seq_len, T = c->num_embeddings;
     unclip_status st;
+    const enum unclip_dtype F = UNCLIP_DT_F32;
+    const struct unclip_tensor_spec specs[] = {
+        {&s->seq, F, 3, {B, S, W}},
+        {&s->txt, F, 3, {B, T, W}},
+        {&s->tsin, F, 2, {B, W}},
+        {&s->t1, F, 2, {B, c->time_embed_dim}},
+        {&s->temb, F, 2, {B, W}},
+        {&s->pe, F, 2, {B, W}},
+        {&s->hx, F, 2, {B, W}},
+        {&s->last, F, 2, {B, W}},
+        {&s->bias, F, 2, {B, S}},
+        {&s->pnorm, F, c->embedding_proj_norm ? 2 : -1, {B, c->proj_dim}},
+    };
     if ((st = unclip__enc_scratch_new(vk, B * S, c->width, 4 * c->width, &s->enc)) ||
-        (st = new3(vk, B, S, W, &s->seq)) || (st = new3(vk, B, T, W, &s->txt)) ||
-        (st = new2(vk, B, W, &s->tsin)) || (st = new2(vk, B, c->time_embed_dim, &s->t1)) ||
-        (st = new2(vk, B, W, &s->temb)) || (st = new2(vk, B, W, &s->pe)) ||
-        (st = new2(vk, B, W, &s->hx)) || (st = new2(vk, B, W, &s->last)) ||
-        (st = new2(vk, B, S, &s->bias)) ||
-        (c->embedding_proj_norm && (st = new2(vk, B, c->proj_dim, &s->pnorm))))
+        (st = unclip__tensor_arena(vk, specs, (int32_t)(sizeof specs / sizeof specs[0]),
+                                   &s->arena)))
         goto fail;
     s->mask = unclip__calloc((size_t)(B * T), 1);
     s->tvals = unclip__calloc((size_t)B, sizeof(float));

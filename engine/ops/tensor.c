@@ -57,6 +57,54 @@ unclip__tensor_free(struct unclip_tensor *t)
 }
 
 unclip_status
+unclip__tensor_arena(struct unclip_vk *vk, const struct unclip_tensor_spec *specs, int32_t n,
+                     struct unclip_vk_buf **arena)
+{
+    *arena = NULL;
+    uint64_t total = 0;
+    unclip_status st = UNCLIP_OK;
+    /* First the shapes (tensor_new's checks) with no memory behind them, then the offsets. */
+    for (int32_t i = 0; i < n; i++) {
+        *specs[i].t = (struct unclip_tensor){0};
+        if (specs[i].ndim < 0)
+            continue;
+        struct unclip_tensor t = {.dtype = specs[i].dtype, .ndim = specs[i].ndim};
+        int64_t numel = 1;
+        for (int32_t d = 0; d < t.ndim && d < UNCLIP_MAX_DIMS; d++) {
+            t.shape[d] = specs[i].shape[d];
+            numel *= t.shape[d] > 0 ? t.shape[d] : 0;
+        }
+        if (t.ndim > UNCLIP_MAX_DIMS || numel <= 0 || numel > (1ll << 40))
+            return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
+                                "tensor arena: entry %d has a bad shape", (int)i);
+        total += (unclip__tensor_bytes(&t) + 255u) & ~(uint64_t)255u;
+    }
+    if (total == 0)
+        return UNCLIP_OK;
+    if ((st = unclip__vk_buf_new(vk, total, arena)) != UNCLIP_OK)
+        return st;
+    uint64_t off = 0;
+    for (int32_t i = 0; i < n && st == UNCLIP_OK; i++) {
+        if (specs[i].ndim < 0)
+            continue;
+        struct unclip_tensor t = {.dtype = specs[i].dtype, .ndim = specs[i].ndim};
+        memcpy(t.shape, specs[i].shape, sizeof t.shape);
+        uint64_t bytes = unclip__tensor_bytes(&t);
+        st = unclip__vk_buf_view(*arena, off, bytes, &t.buf);
+        if (st == UNCLIP_OK)
+            *specs[i].t = t;
+        off += (bytes + 255u) & ~(uint64_t)255u;
+    }
+    if (st != UNCLIP_OK) {
+        for (int32_t i = 0; i < n; i++)
+            unclip__tensor_free(specs[i].t);
+        unclip__vk_buf_free(*arena);
+        *arena = NULL;
+    }
+    return st;
+}
+
+unclip_status
 unclip__tensor_upload_f32(struct unclip_vk *vk, struct unclip_tensor *t, const float *src)
 {
     int64_t n = unclip__tensor_numel(t);

@@ -40,6 +40,21 @@ unclip_status unclip__tensor_new(struct unclip_vk *vk, enum unclip_dtype dtype, 
                                  const int64_t *shape, struct unclip_tensor *out);
 void unclip__tensor_free(struct unclip_tensor *t);
 
+/* Scratch tensors packed into one device allocation (an arena): each tensor is a view of it at
+ * a 256-byte boundary (unclip__vk_buf_view), so a model's activations cost one allocation,
+ * sized before it runs, instead of one pool block search per tensor. Specs with ndim < 0 are
+ * skipped (optional tensors, left zeroed). On success *arena owns the memory: free every
+ * tensor (unclip__tensor_free) before unclip__vk_buf_free(*arena). On failure nothing is
+ * left allocated and the tensors are zeroed. */
+struct unclip_tensor_spec {
+    struct unclip_tensor *t;
+    enum unclip_dtype dtype;
+    int32_t ndim;
+    int64_t shape[UNCLIP_MAX_DIMS];
+};
+unclip_status unclip__tensor_arena(struct unclip_vk *vk, const struct unclip_tensor_spec *specs,
+                                   int32_t n, struct unclip_vk_buf **arena);
+
 /* Host float data <-> tensor. numel floats; converted to/from F16 when the tensor is F16. */
 unclip_status unclip__tensor_upload_f32(struct unclip_vk *vk, struct unclip_tensor *t,
                                         const float *src);

@@ -6,6 +6,9 @@
  *     fits it, not by a new block;
  *   - views (unclip__vk_buf_view): upload/download and a dispatch through views of one arena
  *     address the right bytes; bad ranges fail cleanly; views own no memory;
+ *   - tensor arenas (unclip__tensor_arena, a model's scratch): one allocation, disjoint views
+ *     at 256-byte boundaries, optional entries skipped, and a fault at any of its allocation
+ *     events leaves nothing allocated;
  *   - faults: a failed dedicated allocation or view leaves nothing allocated. */
 #include "core/alloc.h"
 #include "ops/ops.h"
@@ -194,6 +197,93 @@ test_views(struct unclip_vk *vk)
     free(fill);
 }
 
+static void
+test_tensor_arena(struct unclip_vk *vk)
+{
+    uint64_t base = unclip__vk_mem_in_use(vk);
+    struct unclip_vk_mem_stats m0, m1;
+    unclip__vk_mem_stats(vk, &m0);
+    struct unclip_tensor t[4];
+    const struct unclip_tensor_spec specs[4] = {
+        {&t[0], UNCLIP_DT_F32, 2, {3, 7}},      /* 84 bytes          */
+        {&t[1], UNCLIP_DT_F32, -1, {5, 5}},     /* skipped           */
+        {&t[2], UNCLIP_DT_F16, 1, {11}},        /* 22 -> 24 bytes    */
+        {&t[3], UNCLIP_DT_F32, 3, {2, 9, 33}},  /* 2376 bytes        */
+    };
+    struct unclip_vk_buf *arena = NULL;
+    unclip_status st = unclip__tensor_arena(vk, specs, 4, &arena);
+    TU_CHECK(st == UNCLIP_OK && arena, "arena: %s", unclip__vk_err(vk)->msg);
+    if (st != UNCLIP_OK)
+        return;
+    unclip__vk_mem_stats(vk, &m1);
+    TU_CHECK(unclip__vk_buf_size(arena) == 256 + 256 + 2560,
+             "arena of %llu bytes, expected 3072 (three entries at 256-byte boundaries)",
+             (unsigned long long)unclip__vk_buf_size(arena));
+    TU_CHECK(m1.buffers - m0.buffers == 3072, "the views took memory: %llu bytes",
+             (unsigned long long)(m1.buffers - m0.buffers));
+    TU_CHECK(t[1].buf == NULL && t[1].ndim == 0, "the skipped entry was filled in");
+    TU_CHECK(t[3].ndim == 3 && t[3].shape[2] == 33 && t[2].dtype == UNCLIP_DT_F16,
+             "shapes or dtypes not kept");
+    /* Each tensor written with its own value, read back whole: no overlap. */
+    float a[21], c[11], d[594], back[594];
+    for (int i = 0; i < 594; i++)
+        d[i] = 3.0f + (float)i;
+    for (int i = 0; i < 21; i++)
+        a[i] = -1.0f - (float)i;
+    for (int i = 0; i < 11; i++)
+        c[i] = 0.5f * (float)i;
+    st = unclip__tensor_upload_f32(vk, &t[3], d);
+    if (st == UNCLIP_OK)
+        st = unclip__tensor_upload_f32(vk, &t[0], a);
+    if (st == UNCLIP_OK)
+        st = unclip__tensor_upload_f32(vk, &t[2], c);
+    int bad = 0;
+    if (st == UNCLIP_OK && (st = unclip__tensor_download_f32(vk, &t[0], back)) == UNCLIP_OK)
+        bad += memcmp(back, a, sizeof a) != 0;
+    if (st == UNCLIP_OK && (st = unclip__tensor_download_f32(vk, &t[2], back)) == UNCLIP_OK)
+        bad += memcmp(back, c, sizeof c) != 0;
+    if (st == UNCLIP_OK && (st = unclip__tensor_download_f32(vk, &t[3], back)) == UNCLIP_OK)
+        bad += memcmp(back, d, sizeof d) != 0;
+    TU_CHECK(st == UNCLIP_OK && bad == 0, "arena tensors overlap or lost data (%d): %s", bad,
+             unclip__vk_err(vk)->msg);
+    for (int i = 0; i < 4; i++)
+        unclip__tensor_free(&t[i]);
+    unclip__vk_buf_free(arena);
+    TU_CHECK(unclip__vk_mem_in_use(vk) == base, "after the arena: %llu bytes, was %llu",
+             (unsigned long long)unclip__vk_mem_in_use(vk), (unsigned long long)base);
+
+    /* A bad shape is refused before anything is allocated. */
+    struct unclip_tensor_spec badspec = {&t[0], UNCLIP_DT_F32, 2, {4, 0}};
+    st = unclip__tensor_arena(vk, &badspec, 1, &arena);
+    TU_CHECK(st == UNCLIP_E_INTERNAL && arena == NULL && t[0].buf == NULL,
+             "bad shape: %d", (int)st);
+
+    /* Faults at every host and device allocation event: clean failure, nothing left. */
+    int events = 0;
+    for (int site = 0; site < 2; site++) {
+        enum unclip_fault_site fs = site ? UNCLIP_FAULT_DEVICE_ALLOC : UNCLIP_FAULT_HOST_ALLOC;
+        for (uint64_t k = 1; k < 64; k++) {
+            unclip__fault_arm(fs, k);
+            st = unclip__tensor_arena(vk, specs, 4, &arena);
+            unclip__fault_arm(fs, 0);
+            if (st == UNCLIP_OK) {
+                for (int i = 0; i < 4; i++)
+                    unclip__tensor_free(&t[i]);
+                unclip__vk_buf_free(arena);
+                break;
+            }
+            events++;
+            TU_CHECK((st == UNCLIP_E_NOMEM || st == UNCLIP_E_DEVICE_NOMEM) && arena == NULL &&
+                         t[0].buf == NULL && t[3].buf == NULL &&
+                         unclip__vk_mem_in_use(vk) == base,
+                     "arena, fault %d at event %llu: status %d, %llu bytes in use", site,
+                     (unsigned long long)k, (int)st,
+                     (unsigned long long)unclip__vk_mem_in_use(vk));
+        }
+    }
+    TU_CHECK(events >= 4, "only %d allocation events in an arena of three views", events);
+}
+
 int
 main(void)
 {
@@ -203,6 +293,7 @@ main(void)
     test_dedicated(vk);
     test_pool(vk);
     test_views(vk);
+    test_tensor_arena(vk);
     unclip__vk_free(vk);
     return tu_summary("vk-memory");
 }
