@@ -3,13 +3,14 @@
  * judges them. bench/run-ops.sh puts them beside torch on the CPU and the CPU's FMA peak.
  *
  * Usage: bench-ops [--device NAME] [--reps N] [--big] [--naive] [--variants] [--only TEXT]
- *                  [--conv-tiles TM,TN,LX,LY]
+ *                  [--conv-tiles TM,TN,LX,LY] [--gemm-tiles TM,TN,LX,LY]
  *   --big    adds conv 3x3 at 2x320x256x256 (about 240 GFLOP per run; 1x320x256x256 always
  *            runs)
  *   --naive  adds the one-output-per-invocation shaders (the baseline the fast ones replace)
  *   --variants  adds the matmul and 64x64 conv with each load width forced (scalar, vec4,
  *            64-bit), so a device's best choice can be read off
  *   --conv-tiles  replaces the device table's tiles of the 3x3 stride-1 conv (tuning)
+ *   --gemm-tiles  replaces the device table's big tiles of the matmul (tuning)
  * Output: one line per case,
  *   "RESULT <name> <GFLOP/s> <ms per run> <runs> <GFLOP per CPU-second>"
  * where the last figure divides by the process's CPU time instead of wall time: on a shared,
@@ -33,6 +34,8 @@ struct conv_tiles {
     uint32_t tm, tn, lx, ly;
 };
 extern struct conv_tiles unclip__conv_tiles_override;
+/* engine/ops/linear.c: big tiles of the matmul when .tm != 0 (the same layout). */
+extern struct conv_tiles unclip__gemm_tiles_override;
 
 static double
 clock_s(clockid_t id)
@@ -276,18 +279,21 @@ main(int argc, char **argv)
             naive = 1;
         else if (!strcmp(argv[i], "--variants"))
             variants = 1;
-        else if (!strcmp(argv[i], "--conv-tiles") && i + 1 < argc) {
-            struct conv_tiles *t = &unclip__conv_tiles_override;
-            if (sscanf(argv[++i], "%u,%u,%u,%u", &t->tm, &t->tn, &t->lx, &t->ly) != 4 ||
+        else if ((!strcmp(argv[i], "--conv-tiles") || !strcmp(argv[i], "--gemm-tiles")) &&
+                 i + 1 < argc) {
+            struct conv_tiles *t = argv[i][2] == 'c' ? &unclip__conv_tiles_override
+                                                     : &unclip__gemm_tiles_override;
+            if (sscanf(argv[i + 1], "%u,%u,%u,%u", &t->tm, &t->tn, &t->lx, &t->ly) != 4 ||
                 !t->tm || !t->tn || !t->lx || !t->ly || t->lx * t->ly > 1024) {
-                fprintf(stderr, "bench-ops: --conv-tiles TM,TN,LX,LY (LX*LY <= 1024)\n");
+                fprintf(stderr, "bench-ops: %s TM,TN,LX,LY (LX*LY <= 1024)\n", argv[i]);
                 return 2;
             }
+            i++;
         }
         else {
             fprintf(stderr,
                     "usage: %s [--device NAME] [--reps N] [--big] [--naive] [--variants] "
-                    "[--only TEXT] [--conv-tiles TM,TN,LX,LY]\n",
+                    "[--only TEXT] [--conv-tiles TM,TN,LX,LY] [--gemm-tiles TM,TN,LX,LY]\n",
                     argv[0]);
             return 2;
         }

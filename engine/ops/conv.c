@@ -106,14 +106,6 @@ static const struct tile_row tile_table[] = {
     {-1, 0, 0, {{8, 4, 8, 8}, {8, 4, 8, 8}, {4, 4, 8, 8}, {8, 4, 1, 64}}},
 };
 
-/* "llvmpipe (LLVM 19.1.7, 256 bits)" -> 19; 0 when the name carries no LLVM version. */
-static int
-llvm_major(const char *name)
-{
-    const char *p = strstr(name, "LLVM ");
-    return p ? atoi(p + 5) : 0;
-}
-
 /* Benchmarks and tuning only: when tm is non-zero, these tiles replace the table's for the
  * k 3 stride 1 kind (bench-ops --conv-tiles). Not API. */
 struct conv_tiles unclip__conv_tiles_override;
@@ -124,13 +116,11 @@ pick_tiles(struct unclip_vk *vk, int kind)
     if (kind == K3S1 && unclip__conv_tiles_override.tm)
         return unclip__conv_tiles_override;
     /* Tuning on a new device without rebuilding: UNCLIP_CONV_TILES=TM,TN,LX,LY (k 3 stride 1). */
-    const char *ev = kind == K3S1 ? getenv("UNCLIP_CONV_TILES") : NULL;
-    struct conv_tiles et;
-    if (ev && sscanf(ev, "%u,%u,%u,%u", &et.tm, &et.tn, &et.lx, &et.ly) == 4 && et.tm &&
-        et.tm <= 64 && et.tn && et.tn <= 64 && et.lx && et.ly && et.lx * et.ly <= 1024)
-        return et;
+    uint32_t et[4];
+    if (kind == K3S1 && unclip__tiles_from_env("UNCLIP_CONV_TILES", et))
+        return (struct conv_tiles){et[0], et[1], et[2], et[3]};
     const struct unclip_device_info *info = unclip__vk_info(vk);
-    int llvm = llvm_major(info->name);
+    int llvm = unclip__llvm_major(vk);
     size_t n = sizeof tile_table / sizeof tile_table[0];
     for (size_t i = 0; i < n; i++) {
         const struct tile_row *r = &tile_table[i];

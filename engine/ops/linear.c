@@ -47,22 +47,35 @@ struct gemm_tiles {
 struct tile_row {
     int type;          /* enum unclip_device_type, or -1: any */
     uint32_t subgroup; /* 0: any */
+    int llvm_min;      /* lavapipe's LLVM major version at least (unclip__llvm_major); 0: any */
     struct gemm_tiles big, small;
 };
 static const struct tile_row tile_table[] = {
-    {UNCLIP_DEVICE_CPU, 0, {12, 8, 8, 8}, {2, 4, 64, 1}},
-    {-1, 0, {4, 4, 16, 16}, {1, 4, 64, 1}},
+    {UNCLIP_DEVICE_CPU, 0, 0, {12, 8, 8, 8}, {2, 4, 64, 1}},
+    {-1, 0, 0, {4, 4, 16, 16}, {1, 4, 64, 1}},
 };
+
+/* Benchmarks and tuning only: when tm is non-zero, these tiles replace the table's big tiles
+ * (bench-ops --gemm-tiles, tests/ops linear_tiles). Not API. */
+struct gemm_tiles unclip__gemm_tiles_override;
 
 static struct gemm_tiles
 pick_tiles(struct unclip_vk *vk, bool small)
 {
+    if (!small && unclip__gemm_tiles_override.tm)
+        return unclip__gemm_tiles_override;
+    /* Tuning on a new device without rebuilding: UNCLIP_GEMM_TILES=TM,TN,LX,LY (big tiles). */
+    uint32_t et[4];
+    if (!small && unclip__tiles_from_env("UNCLIP_GEMM_TILES", et))
+        return (struct gemm_tiles){et[0], et[1], et[2], et[3]};
     const struct unclip_device_info *info = unclip__vk_info(vk);
+    int llvm = unclip__llvm_major(vk);
     size_t n = sizeof tile_table / sizeof tile_table[0];
     const struct tile_row *r = &tile_table[n - 1];
     for (size_t i = 0; i < n; i++)
         if ((tile_table[i].type < 0 || tile_table[i].type == (int)info->type) &&
-            (tile_table[i].subgroup == 0 || tile_table[i].subgroup == info->subgroup_size)) {
+            (tile_table[i].subgroup == 0 || tile_table[i].subgroup == info->subgroup_size) &&
+            (tile_table[i].llvm_min == 0 || llvm >= tile_table[i].llvm_min)) {
             r = &tile_table[i];
             break;
         }

@@ -1,6 +1,8 @@
 #include "ops/op-util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 void
 unclip__grid_1d(uint64_t n, uint32_t local, uint32_t *gx, uint32_t *gy)
@@ -57,6 +59,26 @@ unclip__check_shape(struct unclip_vk *vk, const char *op, const char *what,
 }
 
 uint64_t unclip__ops_bind_limit_override;
+
+int
+unclip__llvm_major(const struct unclip_vk *vk)
+{
+    const char *p = strstr(unclip__vk_info(vk)->name, "LLVM ");
+    return p ? atoi(p + 5) : 0;
+}
+
+bool
+unclip__tiles_from_env(const char *name, uint32_t t[4])
+{
+    const char *ev = getenv(name);
+    uint32_t v[4];
+    if (!ev || sscanf(ev, "%u,%u,%u,%u", &v[0], &v[1], &v[2], &v[3]) != 4 || !v[0] ||
+        v[0] > 64 || !v[1] || v[1] > 64 || !v[2] || !v[3] || v[2] > 1024 || v[3] > 1024 ||
+        v[2] * v[3] > 1024)
+        return false;
+    memcpy(t, v, sizeof v);
+    return true;
+}
 
 uint64_t
 unclip__ops_bind_limit(const struct unclip_vk *vk)

@@ -22,6 +22,15 @@ unclip_status unclip__check_shape(struct unclip_vk *vk, const char *op, const ch
                                   const struct unclip_tensor *t, int32_t ndim,
                                   const int64_t *shape);
 
+/* lavapipe's LLVM major version from the device name ("llvmpipe (LLVM 19.1.7, 256 bits)" ->
+ * 19); 0 when the name carries none. The same shader compiles differently per LLVM, so the
+ * tile tables of linear.c and conv.c have rows keyed by it. */
+int unclip__llvm_major(const struct unclip_vk *vk);
+
+/* Tile sizes for tuning without a rebuild: parses "TM,TN,LX,LY" from the environment variable
+ * `name` into t[4]; false when unset or out of range (TM, TN 1..64; LX * LY 1..1024). */
+bool unclip__tiles_from_env(const char *name, uint32_t t[4]);
+
 /* The largest element index an op may address in a 32-bit shader index. */
 #define UNCLIP_MAX_INDEX ((int64_t)UINT32_MAX)
 

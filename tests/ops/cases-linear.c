@@ -91,6 +91,31 @@ run_linear_errors(struct ot_ctx *c, const int64_t *d)
     TU_CHECK(st == UNCLIP_E_INTERNAL, "residual of the wrong size accepted");
 }
 
+/* The big-tile entries of engine/ops/linear.c's table: this machine's device takes only its
+ * own row, so each is forced in turn through the tuning hook and compared with the reference
+ * on odd sizes (partial tiles in both directions), with every load width. */
+struct gemm_tiles {
+    uint32_t tm, tn, lx, ly;
+};
+extern struct gemm_tiles unclip__gemm_tiles_override;
+
+static void
+run_linear_tiles(struct ot_ctx *c, const int64_t *d)
+{
+    static const struct gemm_tiles tiles[] = {{12, 8, 8, 8}, {4, 4, 16, 16}};
+    static const int64_t shapes[][5] = {
+        {53, 40, 75, LIN_BIAS | LIN_RES, 3},
+        {97, 24, 131, LIN_BIAS, 4},
+        {61, 13, 9, LIN_RES_Y, 2},
+    };
+    const struct gemm_tiles t = tiles[d[0]];
+    unclip__gemm_tiles_override = t;
+    printf("  %-14s tiles %ux%u, %ux%u invocations\n", c->case_name, t.tm, t.tn, t.lx, t.ly);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        run_linear(c, shapes[i]);
+    unclip__gemm_tiles_override = (struct gemm_tiles){0, 0, 0, 0};
+}
+
 const struct op_case ot_cases_linear[] = {
     {"linear", run_linear, {77, 320, 1280, 0}},
     {"linear", run_linear, {77, 320, 1280, LIN_BIAS | LIN_RES}},
@@ -119,5 +144,7 @@ const struct op_case ot_cases_linear[] = {
     {"linear_variants", run_linear, {5, 64, 259, LIN_BIAS | LIN_RES_Y, 3}},
     {"linear_variants", run_linear, {5, 64, 259, LIN_BIAS | LIN_RES_Y, 4}},
     {"linear_errors", run_linear_errors, {0}},
+    {"linear_tiles", run_linear_tiles, {0}},
+    {"linear_tiles", run_linear_tiles, {1}},
     {NULL, NULL, {0}},
 };
