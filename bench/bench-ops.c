@@ -208,30 +208,41 @@ bench_conv(struct bench *b, const char *name, int64_t nb, int64_t cin, int64_t h
 /* ---- attention ---- */
 
 struct attn {
-    struct unclip_tensor qkv, kv, out;
+    struct unclip_tensor qkv, kv, out, hm;
     struct unclip_attn_desc d;
+    bool head_major; /* copy the map's keys and values head-major first, as the UNet does */
 };
 
 static unclip_status
 run_attn(struct bench *b, void *p)
 {
     struct attn *a = p;
-    return unclip__op_attention(b->vk, &a->d, &a->out);
+    struct unclip_attn_desc d = a->d;
+    bool two = d.k2.t != NULL;
+    unclip_status st = UNCLIP_OK;
+    if (a->head_major)
+        st = unclip__attn_head_major(b->vk, d.batch, d.n_heads, d.head_dim, two ? &d.k2 : &d.k1,
+                                     two ? &d.v2 : &d.v1, &a->hm);
+    return st != UNCLIP_OK ? st : unclip__op_attention(b->vk, &d, &a->out);
 }
 
 /* Attention as the UNet runs it: batch B, H heads of dimension hd, Lq queries over the keys
- * of a context of Lc tokens (k1/v1, packed [B, Lc, 2 H hd]) followed by the map's own Lq
- * tokens (k2/v2, packed with q in [B, Lq, 3 H hd]); Lc = 0: plain self-attention. FLOPs:
- * 2 Lq (Lc + Lq) hd for q k^T and as many for p v, per batch and head. */
+ * of a context of Lc tokens (k1/v1, packed [B, Lc, 2 R hd]) followed by the map's own Lq
+ * tokens (k2/v2, packed with q in [B, Lq, 3 R hd]); Lc = 0: plain self-attention. Rows are
+ * laid out for R = row_heads >= H heads of which the first H are attended (R > H: the same
+ * FLOPs on rows further apart, to see what the row stride costs). FLOPs: 2 Lq (Lc + Lq) hd
+ * for q k^T and as many for p v, per batch and head. */
 static void
-bench_attention(struct bench *b, const char *name, int32_t batch, int32_t heads, int64_t len,
-                int64_t ctx, int32_t hd, int reps)
+bench_attention_rows(struct bench *b, const char *name, int32_t batch, int32_t heads,
+                     int32_t row_heads, bool allow_hm, int64_t len, int64_t ctx, int32_t hd,
+                     int reps)
 {
     if (!wanted(b, name))
         return;
     struct attn a = {0};
-    int64_t w = (int64_t)heads * hd;
-    int64_t qs[3] = {batch, len, 3 * w}, os[3] = {batch, len, w}, cs[3] = {batch, ctx, 2 * w};
+    int64_t w = (int64_t)row_heads * hd;
+    int64_t qs[3] = {batch, len, 3 * w}, os[3] = {batch, len, (int64_t)heads * hd},
+            cs[3] = {batch, ctx, 2 * w};
     if (make(b, UNCLIP_DT_F32, 3, qs, 1.0f, &a.qkv) ||
         (ctx > 0 && make(b, UNCLIP_DT_F32, 3, cs, 1.0f, &a.kv)) ||
         unclip__tensor_new(b->vk, UNCLIP_DT_F32, 3, os, &a.out)) {
@@ -247,10 +258,18 @@ bench_attention(struct bench *b, const char *name, int32_t batch, int32_t heads,
                                         .scale = 1.0f / sqrtf((float)hd), .q = q, .k1 = k,
                                         .v1 = v};
         if (ctx > 0) {
-            a.d.k1 = (struct unclip_seq){&a.kv, 0, 2 * w, ctx * 2 * w, (int32_t)ctx};
-            a.d.v1 = (struct unclip_seq){&a.kv, w, 2 * w, ctx * 2 * w, (int32_t)ctx};
+            a.d.k1 = (struct unclip_seq){&a.kv, 0, 2 * w, ctx * 2 * w, (int32_t)ctx, 0};
+            a.d.v1 = (struct unclip_seq){&a.kv, w, 2 * w, ctx * 2 * w, (int32_t)ctx, 0};
             a.d.k2 = k;
             a.d.v2 = v;
+        }
+        /* As attn_run in engine/models/unet.c, unless the case measures the raw layout. */
+        int64_t hn = unclip__attn_head_major_numel(batch, heads, hd, (int32_t)len);
+        a.head_major = allow_hm && unclip__attn_wants_head_major(heads, hd, &k);
+        if (a.head_major && unclip__tensor_new(b->vk, UNCLIP_DT_F32, 1, &hn, &a.hm)) {
+            printf("SKIP %s: %s\n", name, unclip__vk_err(b->vk)->msg);
+            b->failures++;
+            a.head_major = false;
         }
         double flops = 4.0 * batch * heads * (double)len * (double)(len + ctx) * hd;
         measure(b, name, flops, run_attn, &a, reps);
@@ -258,6 +277,14 @@ bench_attention(struct bench *b, const char *name, int32_t batch, int32_t heads,
     unclip__tensor_free(&a.qkv);
     unclip__tensor_free(&a.kv);
     unclip__tensor_free(&a.out);
+    unclip__tensor_free(&a.hm);
+}
+
+static void
+bench_attention(struct bench *b, const char *name, int32_t batch, int32_t heads, int64_t len,
+                int64_t ctx, int32_t hd, int reps)
+{
+    bench_attention_rows(b, name, batch, heads, heads, true, len, ctx, hd, reps);
 }
 
 int
@@ -326,7 +353,14 @@ main(int argc, char **argv)
      * Karlo decoder's 32x32 level under CFG: batch 2 x 10 heads, 1024 queries over 81
      * context + 1024 self keys = 1105. */
     bench_attention(&b, "attention_4096x64x5h", 1, 5, 4096, 0, 64, b.reps < 3 ? b.reps : 3);
+    /* What the row stride costs: the 5 heads read in place from the packed rows (no
+     * head-major copy), and one head on rows laid out for five. */
+    bench_attention_rows(&b, "attention_4096x64x5h_packed", 1, 5, 5, false, 4096, 0, 64,
+                         b.reps < 3 ? b.reps : 3);
+    bench_attention_rows(&b, "attention_4096x64_rows5h", 1, 1, 5, false, 4096, 0, 64, b.reps);
     bench_attention(&b, "attention_1024qx1105k_2x10h", 2, 10, 1024, 81, 64, b.reps);
+    bench_attention_rows(&b, "attention_1024qx1105k_2x10h_packed", 2, 10, 10, false, 1024, 81,
+                         64, b.reps);
     if (variants) {
         static const char *vn[3] = {"scalar", "vec4", "v64"};
         for (int v = 0; v < 3; v++) {

@@ -58,15 +58,15 @@ layout(std430, binding = 4) readonly buffer V2v { vec4 v2bv[]; };
 #endif
 // flags: 1 causal, 2 key bias. z0: first (batch * n_heads + head) index of this dispatch;
 // qb0: first block of WG * QPI queries of this dispatch.
-// For each sequence: element offset, row stride, batch stride.
+// For each sequence: element offset, row stride, batch stride, head stride.
 layout(push_constant) uniform P {
     uint lq, l1, l2, n_heads, head_dim, flags, z0, qb0;
     float scale_log2;
-    uint q_off, q_rs, q_bs;
-    uint k1_off, k1_rs, k1_bs;
-    uint v1_off, v1_rs, v1_bs;
-    uint k2_off, k2_rs, k2_bs;
-    uint v2_off, v2_rs, v2_bs;
+    uint q_off, q_rs, q_bs, q_hs;
+    uint k1_off, k1_rs, k1_bs, k1_hs;
+    uint v1_off, v1_rs, v1_bs, v1_hs;
+    uint k2_off, k2_rs, k2_bs, k2_hs;
+    uint v2_off, v2_rs, v2_bs, v2_hs;
 } p;
 
 const float LOG2E = 1.4426950408889634;
@@ -140,13 +140,13 @@ void main()
 #else
     dlast = p.head_dim - 1u;
 #endif
-    uint hoff = h * p.head_dim;
+    uint hoff = h * p.head_dim; // the output's heads are side by side
 
     // Query u of this lane: first + u * WG + lane; rows past the end compute a copy of the
     // last row and are not written.
     [[unroll]] for (uint u = 0; u < QPI; u++) {
         qidx[u] = first + u * WG + gl_LocalInvocationID.x;
-        uint qbase = p.q_off + b * p.q_bs + min(qidx[u], p.lq - 1u) * p.q_rs + hoff;
+        uint qbase = p.q_off + b * p.q_bs + min(qidx[u], p.lq - 1u) * p.q_rs + h * p.q_hs;
         [[unroll]] for (uint d = 0; d < HD; d++) {
             q[u * HD + d] = d < p.head_dim ? qb[qbase + d] * p.scale_log2 : 0.0;
             o[u * HD + d] = 0.0;
@@ -160,14 +160,14 @@ void main()
     uint kend = causal ? min(lk, min(first + WG * QPI, p.lq)) : lk;
 
     uint e1 = min(kend, p.l1);
-    uint kb1 = p.k1_off + b * p.k1_bs + hoff, vb1 = p.v1_off + b * p.v1_bs + hoff;
+    uint kb1 = p.k1_off + b * p.k1_bs + h * p.k1_hs, vb1 = p.v1_off + b * p.v1_bs + h * p.v1_hs;
     bool has_bias = (p.flags & 2u) != 0u;
     for (uint j = 0; j < e1; j++) {
         float bias = has_bias ? kbias[b * p.l1 + j] * LOG2E : 0.0;
         step1(kb1 + j * p.k1_rs, vb1 + j * p.v1_rs, j, bias);
     }
     uint e2 = kend > p.l1 ? kend - p.l1 : 0u;
-    uint kb2 = p.k2_off + b * p.k2_bs + hoff, vb2 = p.v2_off + b * p.v2_bs + hoff;
+    uint kb2 = p.k2_off + b * p.k2_bs + h * p.k2_hs, vb2 = p.v2_off + b * p.v2_bs + h * p.v2_hs;
     for (uint j = 0; j < e2; j++)
         step2(kb2 + j * p.k2_rs, vb2 + j * p.v2_rs, p.l1 + j, 0.0);
 

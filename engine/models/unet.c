@@ -1024,6 +1024,18 @@ attn_run(struct run *r, const struct attn *a, struct wt *x, struct wt *out)
     int64_t s_o[3] = {b, hw, inner};
     if ((st = ws_get(r, &o, 3, s_o)))
         return st;
+    /* The map's own keys and values, read head by head over thousands of rows: copied
+     * head-major first when that pays (see unclip__attn_head_major). */
+    struct unclip_seq k2 = {.t = &qkv.t, .off = inner, .row_stride = 3 * inner,
+                            .batch_stride = hw * 3 * inner, .len = (int32_t)hw};
+    struct unclip_seq v2 = k2;
+    v2.off = 2 * inner;
+    bool head_major = !a->only_cross && unclip__attn_wants_head_major(a->heads, a->head_dim, &k2);
+    struct wt hm;
+    int64_t s_hm[1] = {unclip__attn_head_major_numel((int32_t)b, a->heads, a->head_dim,
+                                                     (int32_t)hw)};
+    if (head_major && (st = ws_get(r, &hm, 1, s_hm)))
+        return st;
     if (!r->plan) {
         /* Keys and values: the context's first (masked by the key bias), then the map's. */
         struct unclip_attn_desc d = {
@@ -1032,19 +1044,26 @@ attn_run(struct run *r, const struct attn *a, struct wt *x, struct wt *out)
             .head_dim = a->head_dim,
             .scale = a->scale,
             .causal = false,
-            .q = {&qkv.t, 0, np * inner, hw * np * inner, (int32_t)hw},
-            .k1 = {&kv.t, 0, 2 * inner, t * 2 * inner, (int32_t)t},
-            .v1 = {&kv.t, inner, 2 * inner, t * 2 * inner, (int32_t)t},
+            .q = {.t = &qkv.t, .row_stride = np * inner, .batch_stride = hw * np * inner,
+                  .len = (int32_t)hw},
+            .k1 = {.t = &kv.t, .row_stride = 2 * inner, .batch_stride = t * 2 * inner,
+                   .len = (int32_t)t},
+            .v1 = {.t = &kv.t, .off = inner, .row_stride = 2 * inner,
+                   .batch_stride = t * 2 * inner, .len = (int32_t)t},
             .key_bias = r->bias,
         };
+        if (head_major && (st = unclip__attn_head_major(r->vk, (int32_t)b, a->heads,
+                                                        a->head_dim, &k2, &v2, &hm.t)))
+            return st;
         if (!a->only_cross) {
-            d.k2 = (struct unclip_seq){&qkv.t, inner, 3 * inner, hw * 3 * inner, (int32_t)hw};
-            d.v2 = (struct unclip_seq){&qkv.t, 2 * inner, 3 * inner, hw * 3 * inner,
-                                       (int32_t)hw};
+            d.k2 = k2;
+            d.v2 = v2;
         }
         if ((st = unclip__op_attention(r->vk, &d, &o.t)))
             return st;
     }
+    if (head_major)
+        ws_put(r, &hm);
     ws_put(r, &qkv);
     ws_put(r, &kv);
     if ((st = ws_get(r, &p, 3, s_bsc)) ||

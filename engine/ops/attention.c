@@ -5,21 +5,29 @@
 
 #include "ops/op-util.h"
 
+static int64_t
+head_stride(const struct unclip_seq *s, int32_t head_dim)
+{
+    return s->head_stride ? s->head_stride : head_dim;
+}
+
 /* Element range a sequence addresses must lie inside its tensor (and in 32-bit indices). */
 static unclip_status
 check_seq(struct unclip_vk *vk, const char *what, const struct unclip_seq *s, int32_t batch,
-          int32_t width)
+          int32_t n_heads, int32_t head_dim)
 {
     unclip_status st = unclip__check_tensor(vk, "attention", what, s->t, -1, false);
     if (st != UNCLIP_OK)
         return st;
-    if (s->len <= 0 || s->off < 0 || s->row_stride < 0 || s->batch_stride < 0)
+    if (s->len <= 0 || s->off < 0 || s->row_stride < 0 || s->batch_stride < 0 ||
+        s->head_stride < 0)
         return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
-                            "attention: %s has length %d, offset %lld, strides %lld/%lld", what,
-                            (int)s->len, (long long)s->off, (long long)s->row_stride,
-                            (long long)s->batch_stride);
+                            "attention: %s has length %d, offset %lld, strides %lld/%lld/%lld",
+                            what, (int)s->len, (long long)s->off, (long long)s->row_stride,
+                            (long long)s->batch_stride, (long long)s->head_stride);
     int64_t last = s->off + (int64_t)(batch - 1) * s->batch_stride +
-                   (int64_t)(s->len - 1) * s->row_stride + width - 1;
+                   (int64_t)(s->len - 1) * s->row_stride +
+                   (int64_t)(n_heads - 1) * head_stride(s, head_dim) + head_dim - 1;
     if (last >= unclip__tensor_numel(s->t))
         return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
                             "attention: %s reaches element %lld of a tensor of %lld", what,
@@ -47,12 +55,12 @@ unclip__op_attention(struct unclip_vk *vk, const struct unclip_attn_desc *d,
     int32_t width = d->n_heads * d->head_dim;
     bool two = seq_used(&d->k2);
     unclip_status st;
-    if ((st = check_seq(vk, "q", &d->q, d->batch, width)) ||
-        (st = check_seq(vk, "k1", &d->k1, d->batch, width)) ||
-        (st = check_seq(vk, "v1", &d->v1, d->batch, width)))
+    const int32_t B = d->batch, H = d->n_heads, D = d->head_dim;
+    if ((st = check_seq(vk, "q", &d->q, B, H, D)) || (st = check_seq(vk, "k1", &d->k1, B, H, D)) ||
+        (st = check_seq(vk, "v1", &d->v1, B, H, D)))
         return st;
-    if (two && ((st = check_seq(vk, "k2", &d->k2, d->batch, width)) ||
-                (st = check_seq(vk, "v2", &d->v2, d->batch, width))))
+    if (two && ((st = check_seq(vk, "k2", &d->k2, B, H, D)) ||
+                (st = check_seq(vk, "v2", &d->v2, B, H, D))))
         return st;
     if (d->v1.len != d->k1.len || (two && d->v2.len != d->k2.len) ||
         (!two && seq_used(&d->v2)))
@@ -79,7 +87,7 @@ unclip__op_attention(struct unclip_vk *vk, const struct unclip_attn_desc *d,
     const struct unclip_seq *kv[4] = {&d->k1, &d->v1, &d->k2, &d->v2};
     for (int i = 0; i < (two ? 4 : 2); i++)
         vec4 = vec4 && kv[i]->off % 4 == 0 && kv[i]->row_stride % 4 == 0 &&
-               kv[i]->batch_stride % 4 == 0;
+               kv[i]->batch_stride % 4 == 0 && head_stride(kv[i], D) % 4 == 0;
     int shader;
     if (d->head_dim <= 16)
         shader = vec4 ? UNCLIP_SHADER_attention_v16 : UNCLIP_SHADER_attention_s16;
@@ -93,7 +101,7 @@ unclip__op_attention(struct unclip_vk *vk, const struct unclip_attn_desc *d,
     struct {
         uint32_t lq, l1, l2, n_heads, head_dim, flags, z0, qb0;
         float scale_log2;
-        uint32_t seq[5][3];
+        uint32_t seq[5][4];
     } pc = {
         (uint32_t)lq, (uint32_t)l1, (uint32_t)l2, (uint32_t)d->n_heads, (uint32_t)d->head_dim,
         (d->causal ? 1u : 0u) | (d->key_bias ? 2u : 0u), 0, 0,
@@ -105,6 +113,7 @@ unclip__op_attention(struct unclip_vk *vk, const struct unclip_attn_desc *d,
         pc.seq[i][0] = (uint32_t)s->off;
         pc.seq[i][1] = (uint32_t)s->row_stride;
         pc.seq[i][2] = (uint32_t)s->batch_stride;
+        pc.seq[i][3] = (uint32_t)head_stride(s, D);
     }
     struct unclip_vk_bind b[7] = {
         unclip__tensor_bind(d->q.t),
@@ -143,6 +152,67 @@ unclip__op_attention(struct unclip_vk *vk, const struct unclip_attn_desc *d,
             if (st != UNCLIP_OK)
                 return st;
         }
+    }
+    return UNCLIP_OK;
+}
+
+int unclip__attn_head_major_force;
+
+bool
+unclip__attn_wants_head_major(int32_t n_heads, int32_t head_dim, const struct unclip_seq *k)
+{
+    (void)head_dim;
+    if (k->head_stride != 0)
+        return false; /* already apart by heads */
+    /* Measured (bench-ops, lavapipe): 5 heads x 4096 keys on 3.8 KB rows and 10 heads x 1024
+     * keys on 7.5 KB rows gain; a few hundred keys stay in cache either way. */
+    return unclip__attn_head_major_force ||
+           (n_heads >= 2 && k->len >= 512 && k->row_stride >= 256);
+}
+
+int64_t
+unclip__attn_head_major_numel(int32_t batch, int32_t n_heads, int32_t head_dim, int32_t len)
+{
+    return 2 * (int64_t)batch * n_heads * len * head_dim;
+}
+
+unclip_status
+unclip__attn_head_major(struct unclip_vk *vk, int32_t batch, int32_t n_heads, int32_t head_dim,
+                        struct unclip_seq *k, struct unclip_seq *v, struct unclip_tensor *scratch)
+{
+    if (batch <= 0 || n_heads <= 0 || head_dim <= 0 || k->len != v->len)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
+                            "attention head-major copy: batch %d, %d heads of %d, lengths %d/%d",
+                            (int)batch, (int)n_heads, (int)head_dim, (int)k->len, (int)v->len);
+    unclip_status st;
+    if ((st = check_seq(vk, "k", k, batch, n_heads, head_dim)) ||
+        (st = check_seq(vk, "v", v, batch, n_heads, head_dim)))
+        return st;
+    const int64_t L = k->len, D = head_dim, H = n_heads, half = (int64_t)batch * H * L * D;
+    if ((st = unclip__check_tensor(vk, "attention head-major copy", "scratch", scratch, -1,
+                                   false)))
+        return st;
+    if (unclip__tensor_numel(scratch) < 2 * half)
+        return unclip__fail(unclip__vk_err(vk), UNCLIP_E_INTERNAL,
+                            "attention head-major copy: scratch of %lld elements, needs %lld",
+                            (long long)unclip__tensor_numel(scratch), (long long)(2 * half));
+    struct unclip_seq *seqs[2] = {k, v};
+    for (int i = 0; i < 2; i++) {
+        struct unclip_seq *s = seqs[i];
+        /* [B, H, L, D] from rows [B, L, (H, D)]: sequential writes, each source row slice
+         * read once. */
+        struct unclip_copy_desc c = {
+            .shape = {batch, H, L, D},
+            .src_off = s->off,
+            .src_stride = {s->batch_stride, head_stride(s, head_dim), s->row_stride, 1},
+            .dst_off = i * half,
+            .dst_stride = {H * L * D, L * D, D, 1},
+        };
+        if ((st = unclip__op_copy(vk, s->t, scratch, &c)))
+            return st;
+        *s = (struct unclip_seq){.t = scratch, .off = i * half, .row_stride = D,
+                                 .batch_stride = H * L * D, .len = (int32_t)L,
+                                 .head_stride = L * D};
     }
     return UNCLIP_OK;
 }

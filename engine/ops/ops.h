@@ -127,12 +127,15 @@ unclip_status unclip__op_softmax(struct unclip_vk *vk, const struct unclip_tenso
 /* ---- attention (engine/ops/attention.c) ---- */
 
 /* A sequence of rows inside a tensor: row r of batch b, head h starts at element
- *   off + b * batch_stride + r * row_stride + h * head_dim
- * (so q/k/v may live packed in one projection output). */
+ *   off + b * batch_stride + r * row_stride + h * head_stride
+ * with head_stride 0 meaning head_dim: the heads side by side in a row, as a projection
+ * writes them (so q/k/v may live packed in one projection output). A head-major copy
+ * (unclip__attn_head_major) has head_stride = len * head_dim. */
 struct unclip_seq {
     const struct unclip_tensor *t;
     int64_t off, row_stride, batch_stride;
     int32_t len; /* rows */
+    int64_t head_stride; /* 0: head_dim */
 };
 
 /* Fused multi-head attention, softmax(q k^T * scale + mask) v, never materialising the
@@ -156,6 +159,26 @@ struct unclip_attn_desc {
 };
 unclip_status unclip__op_attention(struct unclip_vk *vk, const struct unclip_attn_desc *d,
                                    struct unclip_tensor *out);
+
+/* Keys and values far apart in memory cost the attention op its speed on a CPU driver: with
+ * several heads side by side in a row, one head's key rows lie a whole row apart (5 heads of
+ * 64 in q/k/v rows: 3.8 KB, a page each), and a workgroup walking 4096 of them ran at half
+ * the rate of the same work on 768-byte rows (bench-ops attention_4096x64_rows5h; the
+ * prefetcher and the TLB lose). unclip__attn_head_major copies k and v (len L each) into
+ * `scratch` head-major, [B, H, L, head_dim] keys then values, contiguous per head, and
+ * rewrites the two sequences to read from there; it records two copy dispatches (a
+ * 1 / (2 Lq) fraction of the attention's traffic). scratch: F32, at least
+ * unclip__attn_head_major_numel elements. unclip__attn_wants_head_major says whether the
+ * copy pays for a sequence (several heads, long, rows at least 1 KiB apart). */
+bool unclip__attn_wants_head_major(int32_t n_heads, int32_t head_dim, const struct unclip_seq *k);
+/* Test hook (not API): non-zero makes unclip__attn_wants_head_major true for any sequence
+ * not already head-major, so small models take the copy path. */
+extern int unclip__attn_head_major_force;
+int64_t unclip__attn_head_major_numel(int32_t batch, int32_t n_heads, int32_t head_dim,
+                                      int32_t len);
+unclip_status unclip__attn_head_major(struct unclip_vk *vk, int32_t batch, int32_t n_heads,
+                                      int32_t head_dim, struct unclip_seq *k,
+                                      struct unclip_seq *v, struct unclip_tensor *scratch);
 
 /* ---- resampling (engine/ops/resample.c) ---- */
 

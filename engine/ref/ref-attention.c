@@ -9,7 +9,8 @@
 static int64_t
 seq_at(const struct unclip_ref_seq *s, int64_t b, int64_t r, int64_t h, int64_t head_dim)
 {
-    return s->off + b * s->batch_stride + r * s->row_stride + h * head_dim;
+    return s->off + b * s->batch_stride + r * s->row_stride +
+           h * (s->head_stride ? s->head_stride : head_dim);
 }
 
 void

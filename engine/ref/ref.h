@@ -42,12 +42,14 @@ void unclip_ref_layer_norm(const float *x, int64_t rows, int64_t c, const float 
 void unclip_ref_softmax(const float *x, int64_t rows, int64_t len, float *y);
 
 /* attention (ref-attention.c): the host mirror of struct unclip_attn_desc. A sequence's row r
- * of batch b, head h starts at data[off + b * batch_stride + r * row_stride + h * head_dim].
+ * of batch b, head h starts at data[off + b * batch_stride + r * row_stride + h * head_stride]
+ * (head_stride 0: head_dim).
  * k2/v2 are used when k2.data is non-NULL; key_bias is NULL or [batch, k1.len].
  * out: [batch, q.len, n_heads * head_dim]. */
 struct unclip_ref_seq {
     const float *data;
     int64_t off, row_stride, batch_stride, len;
+    int64_t head_stride; /* 0: head_dim */
 };
 struct unclip_ref_attn {
     int64_t batch, n_heads, head_dim;

@@ -15,6 +15,12 @@ enum {
     A_OFFSET = 16, /* separate tensors with leading padding and a loose batch stride */
     A_DECODER = 32, /* SimpleCrossAttn: q, k2, v2 packed [B, Lq, 3 * H * D] from the spatial
                        tokens (L2 = Lq), k1, v1 packed [B, L1, 2 * H * D] from the encoder */
+    A_HEADMAJOR = 64, /* with A_DECODER: k2, v2 copied head-major (unclip__attn_head_major)
+                         first, as the UNet does for long maps; the reference reads the
+                         packed rows */
+    A_HSTRIDE = 128,  /* separate tensors laid out [B, H, L, D] with 3 spare elements after
+                         each head (head_stride L * D + 3: the scalar loads) */
+    A_HSTRIDE4 = 256, /* the same with 4 spare elements (vec4 loads) */
 };
 
 /* d: B, H, D, Lq, L1, L2 (L2 used with A_TWO); flags are the case's. */
@@ -35,16 +41,26 @@ run_attn(struct ot_ctx *c, const int64_t *d, int flags, float q_scale)
         struct unclip_tensor *sp = ot_input(c, UNCLIP_DT_F32, 3, ss, q_scale, &hs);
         struct unclip_tensor *en = ot_input(c, UNCLIP_DT_F32, 3, es, 1.0f, &he);
         l2 = lq;
-        a.q = (struct unclip_seq){sp, 0, 3 * w, lq * 3 * w, (int32_t)lq};
-        a.k2 = (struct unclip_seq){sp, w, 3 * w, lq * 3 * w, (int32_t)lq};
-        a.v2 = (struct unclip_seq){sp, 2 * w, 3 * w, lq * 3 * w, (int32_t)lq};
-        a.k1 = (struct unclip_seq){en, 0, 2 * w, l1 * 2 * w, (int32_t)l1};
-        a.v1 = (struct unclip_seq){en, w, 2 * w, l1 * 2 * w, (int32_t)l1};
-        r.q = (struct unclip_ref_seq){hs, 0, 3 * w, lq * 3 * w, lq};
-        r.k2 = (struct unclip_ref_seq){hs, w, 3 * w, lq * 3 * w, lq};
-        r.v2 = (struct unclip_ref_seq){hs, 2 * w, 3 * w, lq * 3 * w, lq};
-        r.k1 = (struct unclip_ref_seq){he, 0, 2 * w, l1 * 2 * w, l1};
-        r.v1 = (struct unclip_ref_seq){he, w, 2 * w, l1 * 2 * w, l1};
+        a.q = (struct unclip_seq){sp, 0, 3 * w, lq * 3 * w, (int32_t)lq, 0};
+        a.k2 = (struct unclip_seq){sp, w, 3 * w, lq * 3 * w, (int32_t)lq, 0};
+        a.v2 = (struct unclip_seq){sp, 2 * w, 3 * w, lq * 3 * w, (int32_t)lq, 0};
+        a.k1 = (struct unclip_seq){en, 0, 2 * w, l1 * 2 * w, (int32_t)l1, 0};
+        a.v1 = (struct unclip_seq){en, w, 2 * w, l1 * 2 * w, (int32_t)l1, 0};
+        r.q = (struct unclip_ref_seq){hs, 0, 3 * w, lq * 3 * w, lq, 0};
+        r.k2 = (struct unclip_ref_seq){hs, w, 3 * w, lq * 3 * w, lq, 0};
+        r.v2 = (struct unclip_ref_seq){hs, 2 * w, 3 * w, lq * 3 * w, lq, 0};
+        r.k1 = (struct unclip_ref_seq){he, 0, 2 * w, l1 * 2 * w, l1, 0};
+        r.v1 = (struct unclip_ref_seq){he, w, 2 * w, l1 * 2 * w, l1, 0};
+        if (flags & A_HEADMAJOR) {
+            int64_t hs[1] = {unclip__attn_head_major_numel((int32_t)bsz, (int32_t)heads,
+                                                          (int32_t)hd, (int32_t)lq)};
+            struct unclip_tensor *scratch = ot_output(c, 1, hs);
+            if (!ot_ok(c, unclip__attn_head_major(c->vk, (int32_t)bsz, (int32_t)heads,
+                                                  (int32_t)hd, &a.k2, &a.v2, scratch)))
+                return;
+            TU_CHECK(a.k2.t == scratch && a.v2.head_stride == lq * hd && a.v2.row_stride == hd,
+                     "head-major sequences not rewritten");
+        }
     } else if (flags & A_PACKED) {
         /* self attention: one projection output holding q | k | v per row */
         int64_t s[3] = {bsz, lq, 3 * w};
@@ -53,8 +69,20 @@ run_attn(struct ot_ctx *c, const int64_t *d, int flags, float q_scale)
         struct unclip_seq *seqs[3] = {&a.q, &a.k1, &a.v1};
         struct unclip_ref_seq *rseqs[3] = {&r.q, &r.k1, &r.v1};
         for (int i = 0; i < 3; i++) {
-            *seqs[i] = (struct unclip_seq){t, i * w, 3 * w, lq * 3 * w, (int32_t)lq};
-            *rseqs[i] = (struct unclip_ref_seq){h, i * w, 3 * w, lq * 3 * w, lq};
+            *seqs[i] = (struct unclip_seq){t, i * w, 3 * w, lq * 3 * w, (int32_t)lq, 0};
+            *rseqs[i] = (struct unclip_ref_seq){h, i * w, 3 * w, lq * 3 * w, lq, 0};
+        }
+    } else if (flags & A_HSTRIDE) {
+        int64_t lens[5] = {lq, l1, l1, l2, l2}, spare = flags & A_HSTRIDE4 ? 4 : 3;
+        struct unclip_seq *seqs[5] = {&a.q, &a.k1, &a.v1, &a.k2, &a.v2};
+        struct unclip_ref_seq *rseqs[5] = {&r.q, &r.k1, &r.v1, &r.k2, &r.v2};
+        for (int i = 0; i < (flags & A_TWO ? 5 : 3); i++) {
+            int64_t hs = lens[i] * hd + spare, s[2] = {bsz, heads * hs};
+            float *h;
+            struct unclip_tensor *t =
+                ot_input(c, UNCLIP_DT_F32, 2, s, i == 0 ? q_scale : 1.0f, &h);
+            *seqs[i] = (struct unclip_seq){t, 0, hd, heads * hs, (int32_t)lens[i], hs};
+            *rseqs[i] = (struct unclip_ref_seq){h, 0, hd, heads * hs, lens[i], hs};
         }
     } else {
         int64_t lens[5] = {lq, l1, l1, l2, l2};
@@ -69,8 +97,8 @@ run_attn(struct ot_ctx *c, const int64_t *d, int flags, float q_scale)
             float *h;
             struct unclip_tensor *t =
                 ot_input(c, UNCLIP_DT_F32, 2, s, i == 0 ? q_scale : 1.0f, &h);
-            *seqs[i] = (struct unclip_seq){t, pad * bs, w, bs, (int32_t)lens[i]};
-            *rseqs[i] = (struct unclip_ref_seq){h, pad * bs, w, bs, lens[i]};
+            *seqs[i] = (struct unclip_seq){t, pad * bs, w, bs, (int32_t)lens[i], 0};
+            *rseqs[i] = (struct unclip_ref_seq){h, pad * bs, w, bs, lens[i], 0};
         }
     }
     float *hbias = NULL;
@@ -95,7 +123,11 @@ run_attn(struct ot_ctx *c, const int64_t *d, int flags, float q_scale)
     snprintf(label, sizeof label, "B%lld H%lld D%lld Lq%lld L%lld+%lld%s%s%s", (long long)bsz,
              (long long)heads, (long long)hd, (long long)lq, (long long)l1, (long long)l2,
              flags & A_CAUSAL ? " causal" : "", flags & A_BIAS ? " bias" : "",
-             flags & A_PACKED ? " packed" : flags & A_DECODER ? " decoder" : "");
+             flags & A_PACKED      ? " packed"
+             : flags & A_HEADMAJOR ? " decoder head-major"
+             : flags & A_DECODER   ? " decoder"
+             : flags & A_HSTRIDE   ? " head stride"
+                                   : "");
     if (ot_ok(c, unclip__op_attention(c->vk, &a, out)))
         ot_compare(c, label, out, ref, TOL_ACC);
 }
@@ -116,6 +148,22 @@ static void run_prior(struct ot_ctx *c, const int64_t *d)
 static void run_decoder(struct ot_ctx *c, const int64_t *d)
 {
     run_attn(c, d, A_DECODER | A_BIAS, 1.0f);
+}
+static void run_decoder_hm(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_DECODER | A_BIAS | A_HEADMAJOR, 1.0f);
+}
+static void run_hstride(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_HSTRIDE | A_TWO, 1.0f);
+}
+static void run_hstride4(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_HSTRIDE | A_HSTRIDE4 | A_TWO, 1.0f);
+}
+static void run_hstride_causal(struct ot_ctx *c, const int64_t *d)
+{
+    run_attn(c, d, A_HSTRIDE | A_HSTRIDE4 | A_CAUSAL, 1.0f);
 }
 static void run_two_offset(struct ot_ctx *c, const int64_t *d)
 {
@@ -138,7 +186,7 @@ run_attn_errors(struct ot_ctx *c, const int64_t *d)
     struct unclip_tensor *out = ot_output(c, 3, os);
     struct unclip_attn_desc a = {
         .batch = 1, .n_heads = 1, .head_dim = 8, .scale = 0.35f,
-        .q = {t, 0, 24, 120, 5}, .k1 = {t, 8, 24, 120, 5}, .v1 = {t, 16, 24, 120, 5},
+        .q = {t, 0, 24, 120, 5, 0}, .k1 = {t, 8, 24, 120, 5, 0}, .v1 = {t, 16, 24, 120, 5, 0},
     };
     struct unclip_attn_desc bad = a;
     bad.v1.len = 6; /* reaches past the tensor */
@@ -158,10 +206,10 @@ run_attn_errors(struct ot_ctx *c, const int64_t *d)
     TU_CHECK(st == UNCLIP_E_INTERNAL, "out aliasing q: %d", (int)st);
     /* the good descriptor still works after the failures */
     struct unclip_ref_attn r = {.batch = 1, .n_heads = 1, .head_dim = 8, .scale = a.scale,
-                                .q = {NULL, 0, 24, 120, 5}};
+                                .q = {NULL, 0, 24, 120, 5, 0}};
     r.q.data = ht;
-    r.k1 = (struct unclip_ref_seq){ht, 8, 24, 120, 5};
-    r.v1 = (struct unclip_ref_seq){ht, 16, 24, 120, 5};
+    r.k1 = (struct unclip_ref_seq){ht, 8, 24, 120, 5, 0};
+    r.v1 = (struct unclip_ref_seq){ht, 16, 24, 120, 5, 0};
     float *ref = ot_scratch(c, 40);
     unclip_ref_attention(&r, ref);
     if (ot_ok(c, unclip__op_attention(c->vk, &a, out)))
@@ -193,6 +241,14 @@ const struct op_case ot_cases_attention[] = {
     {"attention_odd", run_causal, {1, 2, 37, 70, 70}},
     {"attention", run_plain, {1, 2, 100, 31, 29}},
     {"attention", run_plain, {1, 1, 40, 1105, 1105}},
+    /* heads apart in memory: head-major copies (decoder layout, odd sizes, several query
+     * blocks) and explicit head strides with scalar (odd spare) and vec4 loads */
+    {"attention_headmajor", run_decoder_hm, {2, 3, 12, 49, 81}},
+    {"attention_headmajor", run_decoder_hm, {1, 5, 64, 300, 7}},
+    {"attention_headmajor", run_decoder_hm, {2, 2, 20, 517, 3}},
+    {"attention_hstride", run_hstride, {2, 3, 16, 23, 9, 17}},
+    {"attention_hstride", run_hstride4, {1, 4, 32, 70, 13, 70}},
+    {"attention_hstride", run_hstride_causal, {2, 2, 8, 40, 40, 0}},
     {"attention_errors", run_attn_errors, {0}},
     {NULL, NULL, {0}},
 };
