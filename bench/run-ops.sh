@@ -63,4 +63,8 @@ for name, (gf, ms, _) in res.items():
               "%.4f" % (gf / peak) if peak else "-"))
 if peak:
     print("%-34s %9.1f" % ("cpu fp32 FMA peak (2 threads)", peak))
+# the same attention as the UNet runs it (head-major keys/values) against the packed rows
+for name, (gf, _, _) in res.items():
+    if name.endswith("_packed") and name[: -len("_packed")] in res:
+        print("%-34s %9.2fx" % (name[: -len("_packed")] + " / packed", res[name[: -len("_packed")]][0] / gf))
 EOF
