@@ -34,35 +34,16 @@ on_progress(const struct unclip_progress *p, void *user)
 }
 
 static double
-norm(const float *v, int64_t n)
-{
-    double s = 0;
-    for (int64_t i = 0; i < n; i++)
-        s += (double)v[i] * v[i];
-    return sqrt(s);
-}
-
-static double
 cosine(const float *a, const float *b, int64_t n)
 {
     double s = 0;
     for (int64_t i = 0; i < n; i++)
         s += (double)a[i] * b[i];
-    return s / (norm(a, n) * norm(b, n));
+    return s / (tp_norm(a, n) * tp_norm(b, n));
 }
 
 static const char *const WANT[] = {"image_embeddings", "image_encoder_image_embeds",
                                    "text_diff_direction", NULL};
-
-static void
-check_same(const char *what, const struct unclip_image *a, const struct unclip_image *b)
-{
-    bool same = tp_same_image(a, b);
-    TU_CHECK(same, "%s: pictures differ (mean |diff| %.3f levels)", what,
-             tp_mean_abs_diff(a, b));
-    if (same)
-        printf("  %s: identical (%dx%d)\n", what, (int)a->width, (int)a->height);
-}
 
 static void
 test_images(struct unclip_ctx *ctx)
@@ -144,9 +125,9 @@ test_images(struct unclip_ctx *ctx)
     TU_CHECK(st == UNCLIP_OK && fr.n_images == 3, "interpolation: %s",
              unclip_ctx_last_error(ctx));
     if (st == UNCLIP_OK) {
-        check_same("interpolation frame 0 vs variations of picture 0", &fr.images[0],
+        tp_check_same("interpolation frame 0 vs variations of picture 0", &fr.images[0],
                    &r0.images[0]);
-        check_same("interpolation frame 2 vs variations of picture 2", &fr.images[2],
+        tp_check_same("interpolation frame 2 vs variations of picture 2", &fr.images[2],
                    &r2.images[0]);
         double d0 = tp_mean_abs_diff(&fr.images[1], &r0.images[0]);
         double d2 = tp_mean_abs_diff(&fr.images[1], &r2.images[0]);
@@ -162,9 +143,9 @@ test_images(struct unclip_ctx *ctx)
             const float *a = (float *)e0->data, *b = (float *)e2->data, *mid = (float *)f1->data;
             TU_CHECK(!memcmp(f0->data, a, E * 4), "frame 0's embedding is not end 0's");
             TU_CHECK(!memcmp(f2->data, b, E * 4), "frame 2's embedding is not end 1's");
-            double want = 0.5 * (norm(a, E) + norm(b, E));
-            TU_CHECK(fabs(norm(mid, E) - want) < 1e-5 * want, "middle norm %.6f, want %.6f",
-                     norm(mid, E), want);
+            double want = 0.5 * (tp_norm(a, E) + tp_norm(b, E));
+            TU_CHECK(fabs(tp_norm(mid, E) - want) < 1e-5 * want, "middle norm %.6f, want %.6f",
+                     tp_norm(mid, E), want);
             TU_CHECK(fabs(cosine(mid, a, E) - cosine(mid, b, E)) < 1e-5,
                      "the middle embedding is not halfway (cos %.6f / %.6f)", cosine(mid, a, E),
                      cosine(mid, b, E));
@@ -183,7 +164,7 @@ test_images(struct unclip_ctx *ctx)
     st = unclip__pipeline_run(m, &rd, &p, &trace, &td);
     TU_CHECK(st == UNCLIP_OK && td.n_images == 2, "text diff: %s", unclip_ctx_last_error(ctx));
     if (st == UNCLIP_OK) {
-        check_same("text diff amount 0 vs variations of picture 0", &td.images[0],
+        tp_check_same("text diff amount 0 vs variations of picture 0", &td.images[0],
                    &r0.images[0]);
         double d = tp_mean_abs_diff(&td.images[1], &r0.images[0]);
         printf("  text diff amount 0.5: mean |diff| %.2f levels to the source\n", d);
@@ -196,13 +177,13 @@ test_images(struct unclip_ctx *ctx)
             int64_t E = zi->len;
             const float *vi = (float *)zi->data, *vd = (float *)zd->data, *v1 = (float *)z1->data;
             TU_CHECK(!memcmp(z0->data, vi, E * 4), "amount 0 changed the embedding");
-            TU_CHECK(fabs(norm(vd, E) - 1.0) < 1e-5, "|z_d| = %.6f", norm(vd, E));
-            TU_CHECK(fabs(norm(v1, E) - norm(vi, E)) < 1e-5 * norm(vi, E),
-                     "amount 0.5 changed the norm: %.6f vs %.6f", norm(v1, E), norm(vi, E));
+            TU_CHECK(fabs(tp_norm(vd, E) - 1.0) < 1e-5, "|z_d| = %.6f", tp_norm(vd, E));
+            TU_CHECK(fabs(tp_norm(v1, E) - tp_norm(vi, E)) < 1e-5 * tp_norm(vi, E),
+                     "amount 0.5 changed the norm: %.6f vs %.6f", tp_norm(v1, E), tp_norm(vi, E));
             double om = acos(cosine(vi, vd, E)), o1 = acos(cosine(vi, v1, E));
             TU_CHECK(fabs(o1 - 0.5 * om) < 1e-4, "amount 0.5 turned %.5f rad of %.5f", o1, om);
             printf("  text diff: angle to z_d %.4f rad, moved %.4f rad, norm kept %.4f\n", om,
-                   o1, norm(v1, E));
+                   o1, tp_norm(v1, E));
         }
     }
     tp_trace_clear(&tr);
@@ -248,9 +229,9 @@ test_prompts(struct unclip_ctx *ctx)
     TU_CHECK(st == UNCLIP_OK && fr.n_images == 3, "prompt interpolation: %s",
              unclip_ctx_last_error(ctx));
     if (st == UNCLIP_OK && ga.n_images && gb.n_images) {
-        check_same("prompt interpolation frame 0 vs text to image of A", &fr.images[0],
+        tp_check_same("prompt interpolation frame 0 vs text to image of A", &fr.images[0],
                    &ga.images[0]);
-        check_same("prompt interpolation frame 2 vs text to image of B", &fr.images[2],
+        tp_check_same("prompt interpolation frame 2 vs text to image of B", &fr.images[2],
                    &gb.images[0]);
         double d0 = tp_mean_abs_diff(&fr.images[1], &ga.images[0]);
         double d2 = tp_mean_abs_diff(&fr.images[1], &gb.images[0]);
