@@ -102,7 +102,7 @@ extern struct gemm_tiles unclip__gemm_tiles_override;
 static void
 run_linear_tiles(struct ot_ctx *c, const int64_t *d)
 {
-    static const struct gemm_tiles tiles[] = {{12, 8, 8, 8}, {4, 4, 16, 16}};
+    static const struct gemm_tiles tiles[] = {{6, 8, 8, 8}, {12, 8, 8, 8}, {4, 4, 16, 16}};
     static const int64_t shapes[][5] = {
         {53, 40, 75, LIN_BIAS | LIN_RES, 3},
         {97, 24, 131, LIN_BIAS, 4},
@@ -146,5 +146,6 @@ const struct op_case ot_cases_linear[] = {
     {"linear_errors", run_linear_errors, {0}},
     {"linear_tiles", run_linear_tiles, {0}},
     {"linear_tiles", run_linear_tiles, {1}},
+    {"linear_tiles", run_linear_tiles, {2}},
     {NULL, NULL, {0}},
 };
