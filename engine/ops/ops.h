@@ -174,6 +174,9 @@ bool unclip__attn_wants_head_major(int32_t n_heads, int32_t head_dim, const stru
 /* Test hook (not API): non-zero makes unclip__attn_wants_head_major true for any sequence
  * not already head-major, so small models take the copy path. */
 extern int unclip__attn_head_major_force;
+/* Test hook (not API): 4 or 8 forces that many queries per invocation for head dims up to 64
+ * (the kernel variant GPUs get, or lavapipe's); 0 picks by device type. */
+extern int unclip__attn_qpi_override;
 int64_t unclip__attn_head_major_numel(int32_t batch, int32_t n_heads, int32_t head_dim,
                                       int32_t len);
 unclip_status unclip__attn_head_major(struct unclip_vk *vk, int32_t batch, int32_t n_heads,

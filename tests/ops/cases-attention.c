@@ -165,6 +165,20 @@ static void run_hstride_causal(struct ot_ctx *c, const int64_t *d)
 {
     run_attn(c, d, A_HSTRIDE | A_HSTRIDE4 | A_CAUSAL, 1.0f);
 }
+/* The 4-queries-per-invocation kernels (what GPUs get; lavapipe takes the 8-query ones for
+ * head dims up to 64), forced through the test hook. */
+static void run_q4(struct ot_ctx *c, const int64_t *d, int flags)
+{
+    unclip__attn_qpi_override = 4;
+    run_attn(c, d, flags, 1.0f);
+    unclip__attn_qpi_override = 0;
+}
+static void run_q4_plain(struct ot_ctx *c, const int64_t *d) { run_q4(c, d, 0); }
+static void run_q4_causal(struct ot_ctx *c, const int64_t *d) { run_q4(c, d, A_CAUSAL); }
+static void run_q4_decoder(struct ot_ctx *c, const int64_t *d)
+{
+    run_q4(c, d, A_DECODER | A_BIAS | A_HEADMAJOR);
+}
 static void run_two_offset(struct ot_ctx *c, const int64_t *d)
 {
     run_attn(c, d, A_TWO | A_BIAS | A_OFFSET, 1.0f);
@@ -249,6 +263,11 @@ const struct op_case ot_cases_attention[] = {
     {"attention_hstride", run_hstride, {2, 3, 16, 23, 9, 17}},
     {"attention_hstride", run_hstride4, {1, 4, 32, 70, 13, 70}},
     {"attention_hstride", run_hstride_causal, {2, 2, 8, 40, 40, 0}},
+    {"attention_q4", run_q4_plain, {2, 4, 8, 7, 7}},
+    {"attention_q4", run_q4_plain, {2, 3, 5, 17, 9}},
+    {"attention_q4", run_q4_causal, {1, 2, 16, 600, 600}},
+    {"attention_q4", run_q4_decoder, {1, 5, 64, 300, 7}},
+    {"attention_q4", run_q4_plain, {1, 2, 40, 1105, 1105}},
     {"attention_errors", run_attn_errors, {0}},
     {NULL, NULL, {0}},
 };
