@@ -582,8 +582,10 @@ vocab_id(const struct loader *ld, const char *s)
         int32_t id = ld->vhash[i];
         if (id < 0)
             return -1;
+        /* strcmp, not memcmp of n + 1 bytes: a shorter token at the end of the pool would
+         * be read past its end (found by the fuzz replay under ASan). */
         const char *t = ld->tok->pool + ld->tok->tok_off[id];
-        if (memcmp(t, s, n + 1) == 0)
+        if (strcmp(t, s) == 0)
             return id;
     }
 }
