@@ -361,6 +361,9 @@ main(int argc, char **argv)
     bench_attention(&b, "attention_1024qx1105k_2x10h", 2, 10, 1024, 81, 64, b.reps);
     bench_attention_rows(&b, "attention_1024qx1105k_2x10h_packed", 2, 10, 10, false, 1024, 81,
                          64, b.reps);
+    /* The decoder case without the context keys (one key source): what the second source's
+     * loop and the key bias cost. */
+    bench_attention(&b, "attention_1024qx1024k_2x10h", 2, 10, 1024, 0, 64, b.reps);
     if (variants) {
         static const char *vn[3] = {"scalar", "vec4", "v64"};
         for (int v = 0; v < 3; v++) {
